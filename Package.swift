@@ -1,0 +1,56 @@
+// swift-tools-version: 6.1
+// ClipTune: fine-tuning, distilling and exporting CLIP-style dual encoders on libtorch.
+import PackageDescription
+import Foundation
+
+// libtorch comes from `Scripts/bootstrap` (a link in .deps/) or from $LIBTORCH (your own build).
+let packageDir = Context.packageDirectory
+let libtorch = Context.environment["LIBTORCH"].flatMap { $0.isEmpty ? nil : $0 } ?? "\(packageDir)/.deps/libtorch"
+// CUDA is linked only when bootstrap ran in CUDA mode (or CLIPTUNE_CUDA=1 with your own libtorch).
+let linkCUDA = Context.environment["CLIPTUNE_CUDA"] == "1"
+    || FileManager.default.fileExists(atPath: "\(packageDir)/.deps/cuda")
+
+var torchLibraries = ["-ltorch_cpu", "-lc10"]
+if linkCUDA { torchLibraries += ["-ltorch_cuda", "-lc10_cuda"] }
+
+let package = Package(
+    name: "ClipTune",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "Torch", targets: ["Torch"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // The only C++ in the project: a pure C ABI over libtorch.
+        .target(
+            name: "CTorch",
+            cxxSettings: [
+                .unsafeFlags([
+                    "-isystem", "\(libtorch)/include",
+                    "-isystem", "\(libtorch)/include/torch/csrc/api/include",
+                    "-D_GLIBCXX_USE_CXX11_ABI=1",
+                    "-Wno-deprecated-declarations",
+                ] + (linkCUDA ? ["-DCTORCH_WITH_CUDA=1"] : [])),
+            ],
+            linkerSettings: [
+                // --no-as-needed: libtorch registers its kernels in static initialisers, so the
+                // libraries must load even though no symbol is referenced directly.
+                .unsafeFlags(["-L\(libtorch)/lib", "-Xlinker", "-rpath", "-Xlinker", "\(libtorch)/lib",
+                              "-Xlinker", "--no-as-needed"] + torchLibraries + ["-Xlinker", "--as-needed"]),
+            ]
+        ),
+        .target(name: "Torch", dependencies: ["CTorch"]),
+        .executableTarget(
+            name: "doctor",
+            dependencies: ["Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "bench",
+            dependencies: ["Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "TorchTests", dependencies: ["Torch"]),
+    ],
+    cxxLanguageStandard: .cxx20
+)
