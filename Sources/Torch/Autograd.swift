@@ -87,7 +87,8 @@ public func withInferenceMode<R>(_ body: () throws -> R) rethrows -> R {
 }
 
 /// Runs `body` under autocast: matmuls, linear layers and convolutions compute in `dtype`
-/// (bf16 on CPU), precision-sensitive ops (softmax, losses, norms) stay in fp32.
+/// (bf16 on CPU) and losses (cross-entropy, MSE, KL) in fp32. On CPU, libtorch's policy leaves
+/// softmax and layer norm in the input's dtype: cast logits to fp32 where it matters.
 public func withAutocast<R>(_ dtype: DType = .bfloat16, device: Device = .cpu, _ body: () throws -> R) rethrows -> R {
     let type: ct_device_type = device == .cpu ? CT_CPU : CT_CUDA
     var wasEnabled = false
