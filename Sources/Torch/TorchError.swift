@@ -4,15 +4,18 @@ import Glibc
 #endif
 
 /// Where in Swift an op was called from, for error messages.
+/// Built on every op, so it keeps the compiler's static strings and converts only on failure.
 public struct CallSite: Sendable, CustomStringConvertible {
-    public let file: String
-    public let line: Int
+    private let staticFile: StaticString
+    private let staticLine: UInt
 
     public init(file: StaticString, line: UInt) {
-        self.file = "\(file)"
-        self.line = Int(line)
+        staticFile = file
+        staticLine = line
     }
 
+    public var file: String { "\(staticFile)" }
+    public var line: Int { Int(staticLine) }
     public var description: String { "\(file):\(line)" }
 }
 
