@@ -130,18 +130,9 @@ ct_status ct_clamp(ct_tensor t, const double *lo, const double *hi, ct_tensor *o
 ct_status ct_clamp_tensor(ct_tensor t, ct_tensor lo, ct_tensor hi, ct_tensor *out) {
   CT_TRY(*out = wrap(at::clamp(T(t), opt(lo), opt(hi))))
 }
-static at::Tensor compare(const at::Tensor &a, const at::Tensor &b, int32_t op) {
-  switch (op) {
-    case CT_EQ: return at::eq(a, b);
-    case CT_NE: return at::ne(a, b);
-    case CT_LT: return at::lt(a, b);
-    case CT_LE: return at::le(a, b);
-    case CT_GT: return at::gt(a, b);
-    case CT_GE: return at::ge(a, b);
-  }
-  throw std::invalid_argument("unknown comparison " + std::to_string(op));
-}
-static at::Tensor compare(const at::Tensor &a, const at::Scalar &b, int32_t op) {
+// `Other` is at::Tensor or at::Scalar; every comparison has both overloads.
+template <typename Other>
+static at::Tensor compare(const at::Tensor &a, const Other &b, int32_t op) {
   switch (op) {
     case CT_EQ: return at::eq(a, b);
     case CT_NE: return at::ne(a, b);
