@@ -17,6 +17,20 @@ static std::optional<at::Scalar> opt_scalar(const double *p) {
   return at::Scalar(*p);
 }
 
+// `Other` is at::Tensor or at::Scalar; every comparison has both overloads.
+template <typename Other>
+static at::Tensor compare(const at::Tensor &a, const Other &b, int32_t op) {
+  switch (op) {
+    case CT_EQ: return at::eq(a, b);
+    case CT_NE: return at::ne(a, b);
+    case CT_LT: return at::lt(a, b);
+    case CT_LE: return at::le(a, b);
+    case CT_GT: return at::gt(a, b);
+    case CT_GE: return at::ge(a, b);
+  }
+  throw std::invalid_argument("unknown comparison " + std::to_string(op));
+}
+
 #define CT_UNARY(name, expr) \
   ct_status ct_##name(ct_tensor t, ct_tensor *out) { CT_TRY(*out = wrap(expr(T(t)))) }
 #define CT_BINARY(name, expr) \
@@ -129,19 +143,6 @@ ct_status ct_clamp(ct_tensor t, const double *lo, const double *hi, ct_tensor *o
 }
 ct_status ct_clamp_tensor(ct_tensor t, ct_tensor lo, ct_tensor hi, ct_tensor *out) {
   CT_TRY(*out = wrap(at::clamp(T(t), opt(lo), opt(hi))))
-}
-// `Other` is at::Tensor or at::Scalar; every comparison has both overloads.
-template <typename Other>
-static at::Tensor compare(const at::Tensor &a, const Other &b, int32_t op) {
-  switch (op) {
-    case CT_EQ: return at::eq(a, b);
-    case CT_NE: return at::ne(a, b);
-    case CT_LT: return at::lt(a, b);
-    case CT_LE: return at::le(a, b);
-    case CT_GT: return at::gt(a, b);
-    case CT_GE: return at::ge(a, b);
-  }
-  throw std::invalid_argument("unknown comparison " + std::to_string(op));
 }
 ct_status ct_compare(ct_tensor a, ct_tensor b, int32_t op, ct_tensor *out) { CT_TRY(*out = wrap(compare(T(a), T(b), op))) }
 ct_status ct_compare_scalar(ct_tensor a, ct_scalar s, int32_t op, ct_tensor *out) { CT_TRY(*out = wrap(compare(T(a), scalar(s), op))) }
