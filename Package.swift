@@ -18,6 +18,9 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "Torch", targets: ["Torch"]),
+        .library(name: "NN", targets: ["NN"]),
+        .library(name: "Optim", targets: ["Optim"]),
+        .library(name: "Training", targets: ["Training"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -42,6 +45,9 @@ let package = Package(
             ]
         ),
         .target(name: "Torch", dependencies: ["CTorch"]),
+        .target(name: "NN", dependencies: ["Torch"]),
+        .target(name: "Optim", dependencies: ["NN"]),
+        .target(name: "Training", dependencies: ["NN", "Optim"]),
         .executableTarget(
             name: "doctor",
             dependencies: ["Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -51,6 +57,9 @@ let package = Package(
             dependencies: ["Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "TorchTests", dependencies: ["Torch"]),
+        .testTarget(name: "NNTests", dependencies: ["NN"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "OptimTests", dependencies: ["Optim"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training"]),
     ],
     cxxLanguageStandard: .cxx20
 )

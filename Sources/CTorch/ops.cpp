@@ -135,6 +135,7 @@ CT_UNARY(ceil, at::ceil)
 CT_UNARY(round, [](const at::Tensor &x) { return at::round(x); })
 CT_UNARY(sign, at::sign)
 CT_UNARY(reciprocal, at::reciprocal)
+CT_UNARY(erfinv, at::erfinv)
 CT_UNARY(isnan, at::isnan)
 CT_UNARY(isfinite, at::isfinite)
 CT_UNARY(logical_not, at::logical_not)
@@ -162,6 +163,7 @@ ct_status ct_lerp_(ct_tensor t, ct_tensor end, ct_scalar w) { CT_TRY(T(t).lerp_(
 ct_status ct_sqrt_(ct_tensor t) { CT_TRY(T(t).sqrt_()) }
 ct_status ct_clamp_(ct_tensor t, const double *lo, const double *hi) { CT_TRY(T(t).clamp_(opt_scalar(lo), opt_scalar(hi))) }
 ct_status ct_copy_(ct_tensor dst, ct_tensor src) { CT_TRY(T(dst).copy_(T(src))) }
+ct_status ct_set_data(ct_tensor t, ct_tensor data) { CT_TRY(T(t).set_data(T(data))) }
 ct_status ct_zero_(ct_tensor t) { CT_TRY(T(t).zero_()) }
 ct_status ct_fill_(ct_tensor t, ct_scalar v) { CT_TRY(T(t).fill_(scalar(v))) }
 

@@ -94,6 +94,7 @@ extension Tensor {
     /// Rounds half to even, as torch.round.
     public func round(file: StaticString = #fileID, line: UInt = #line) -> Tensor { unary("round", CallSite(file: file, line: line), ct_round) }
     public func sign(file: StaticString = #fileID, line: UInt = #line) -> Tensor { unary("sign", CallSite(file: file, line: line), ct_sign) }
+    public func erfinv(file: StaticString = #fileID, line: UInt = #line) -> Tensor { unary("erfinv", CallSite(file: file, line: line), ct_erfinv) }
     public func reciprocal(file: StaticString = #fileID, line: UInt = #line) -> Tensor { unary("reciprocal", CallSite(file: file, line: line), ct_reciprocal) }
     public func isNaN(file: StaticString = #fileID, line: UInt = #line) -> Tensor { unary("isnan", CallSite(file: file, line: line), ct_isnan) }
     public func isFinite(file: StaticString = #fileID, line: UInt = #line) -> Tensor { unary("isfinite", CallSite(file: file, line: line), ct_isfinite) }
@@ -262,6 +263,11 @@ extension Tensor {
     /// Copies `source` (broadcast, converted) into this tensor's memory.
     public func copy_(_ source: Tensor, file: StaticString = #fileID, line: UInt = #line) {
         mutate("copy_", CallSite(file: file, line: line), self, inputs: [self, source]) { ct_copy_(handle, source.handle) }
+    }
+    /// Makes this tensor use `data`'s values, dtype and device while staying the same object
+    /// (optimizer state and recorders keyed by identity keep working). Autograd history is not kept.
+    public func setData(_ data: Tensor, file: StaticString = #fileID, line: UInt = #line) {
+        mutate("set_data", CallSite(file: file, line: line), self, inputs: [self, data]) { ct_set_data(handle, data.handle) }
     }
     public func zero_(file: StaticString = #fileID, line: UInt = #line) {
         mutate("zero_", CallSite(file: file, line: line), self, inputs: [self]) { ct_zero_(handle) }

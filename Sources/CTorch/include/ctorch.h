@@ -187,6 +187,7 @@ ct_status ct_ceil(ct_tensor t, ct_tensor *out);
 ct_status ct_round(ct_tensor t, ct_tensor *out);
 ct_status ct_sign(ct_tensor t, ct_tensor *out);
 ct_status ct_reciprocal(ct_tensor t, ct_tensor *out);
+ct_status ct_erfinv(ct_tensor t, ct_tensor *out);
 ct_status ct_isnan(ct_tensor t, ct_tensor *out);
 ct_status ct_isfinite(ct_tensor t, ct_tensor *out);
 ct_status ct_logical_not(ct_tensor t, ct_tensor *out);
@@ -215,6 +216,9 @@ ct_status ct_lerp_(ct_tensor t, ct_tensor end, ct_scalar weight);
 ct_status ct_sqrt_(ct_tensor t);
 ct_status ct_clamp_(ct_tensor t, const double *min, const double *max);
 ct_status ct_copy_(ct_tensor dst, ct_tensor src);
+/// Points `t` at `data`'s storage, dtype and device, keeping t's identity and autograd flags
+/// (what PyTorch's `param.data = ...` does; used to move or re-type parameters in place).
+ct_status ct_set_data(ct_tensor t, ct_tensor data);
 ct_status ct_zero_(ct_tensor t);
 ct_status ct_fill_(ct_tensor t, ct_scalar value);
 

@@ -1,0 +1,73 @@
+import Foundation
+import NN
+import Optim
+import Torch
+
+public struct CheckpointError: Error, CustomStringConvertible {
+    public let path: String
+    public let reason: String
+    public var description: String { "checkpoint \(path): \(reason)" }
+}
+
+/// A training checkpoint folder in Hugging Face layout:
+///
+///     config.json            the model's config (what `from_pretrained` reads)
+///     model.safetensors      weights (or shards + model.safetensors.index.json)
+///     optimizer.safetensors  optimizer state by parameter name
+///     trainer_state.json     step, epoch, loader position, RNG states, best metric, early stopping
+public enum Checkpoint {
+    public static let optimizerFile = "optimizer.safetensors"
+    public static let stateFile = "trainer_state.json"
+    public static let configFile = "config.json"
+
+    /// Writes the whole folder atomically (see `CheckpointDirectory`).
+    public static func save(to path: String, model: Module, config: Data?, optimizer: Optimizer?, state: TrainerState,
+                            extraFiles: [String: Data] = [:]) throws {
+        try CheckpointDirectory.write(to: path) { folder in
+            try ShardedSafeTensors.save(model.stateDict(), to: folder)
+            if let config { try config.write(to: URL(fileURLWithPath: "\(folder)/\(configFile)")) }
+            if let optimizer {
+                try SafeTensors.save(optimizer.stateDict(), metadata: ["format": "pt"], to: "\(folder)/\(optimizerFile)")
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(state).write(to: URL(fileURLWithPath: "\(folder)/\(stateFile)"))
+            for (name, data) in extraFiles { try data.write(to: URL(fileURLWithPath: "\(folder)/\(name)")) }
+        }
+    }
+
+    /// Reads the trainer state of a checkpoint folder.
+    public static func readState(_ path: String) throws -> TrainerState {
+        try CheckpointDirectory.recover(path)
+        let file = "\(path)/\(stateFile)"
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw CheckpointError(path: path, reason: "has no \(stateFile); it is not a training checkpoint (or was not written by this tool)")
+        }
+        do {
+            return try JSONDecoder().decode(TrainerState.self, from: data)
+        } catch {
+            throw CheckpointError(path: file, reason: "cannot be read (\(error))")
+        }
+    }
+
+    /// Loads weights into `model` and moments into `optimizer`, and returns the trainer state.
+    /// Everything is checked before the model is touched.
+    public static func load(from path: String, into model: Module, optimizer: Optimizer?) throws -> TrainerState {
+        let state = try readState(path)
+        let weights = try ShardedSafeTensors.load(path)
+        let optimizerState: [String: Tensor]?
+        if let optimizer {
+            let file = "\(path)/\(optimizerFile)"
+            guard FileManager.default.fileExists(atPath: file) else {
+                throw CheckpointError(path: path, reason: "has no \(optimizerFile), so training cannot resume exactly")
+            }
+            optimizerState = try SafeTensors.load(file)
+        } else {
+            optimizerState = nil
+        }
+        try model.load(weights, source: path, dryRun: true)
+        if let optimizer, let optimizerState { try optimizer.loadStateDict(optimizerState) }
+        try model.load(weights, source: path)
+        return state
+    }
+}
