@@ -56,7 +56,7 @@ public enum Checkpoint {
         let state = try readState(path)
         let weights = try ShardedSafeTensors.load(path)
         let optimizerState: [String: Tensor]?
-        if let optimizer {
+        if optimizer != nil {
             let file = "\(path)/\(optimizerFile)"
             guard FileManager.default.fileExists(atPath: file) else {
                 throw CheckpointError(path: path, reason: "has no \(optimizerFile), so training cannot resume exactly")
