@@ -1,0 +1,120 @@
+import Foundation
+import Testing
+import NN
+import Optim
+import Torch
+@testable import Training
+
+func temporaryFolder(_ label: String = #function) -> String {
+    let safe = label.filter { $0.isLetter || $0.isNumber }
+    let path = NSTemporaryDirectory() + "cliptune-\(safe)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+/// Writes checkpoint number `version`: every tensor and the trainer state say `version`.
+func writeVersion(_ version: Int, to path: String) throws {
+    let model = Linear(64, 64)
+    withNoGrad { model.weight.fill_(Double(version)); model.bias!.fill_(Double(version)) }
+    var state = TrainerState(globalStep: version)
+    state.bestMetric = Double(version)
+    try Checkpoint.save(to: path, model: model, config: Data("{\"version\": \(version)}".utf8), optimizer: nil, state: state,
+                        extraFiles: ["padding.bin": Data(repeating: UInt8(version % 256), count: 256 * 1024)])
+}
+
+/// Reads a checkpoint and checks that all its parts come from one version; returns it.
+func readConsistentVersion(_ path: String) throws -> Int {
+    let state = try Checkpoint.readState(path)
+    let model = Linear(64, 64)
+    try model.load(checkpoint: path)
+    let v = state.globalStep
+    #expect(model.weight.eq(Double(v)).all().item(Bool.self), "weights are not all \(v)")
+    #expect(model.bias!.eq(Double(v)).all().item(Bool.self))
+    #expect(state.bestMetric == Double(v))
+    let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(path)/config.json"))) as! [String: Int]
+    #expect(config["version"] == v)
+    let padding = try Data(contentsOf: URL(fileURLWithPath: "\(path)/padding.bin"))
+    #expect(padding.count == 256 * 1024 && padding.allSatisfy { $0 == UInt8(v % 256) })
+    return v
+}
+
+@Suite("Checkpoints")
+struct CheckpointTests {
+    @Test func saveAndLoadModelOptimizerAndState() throws {
+        let folder = temporaryFolder()
+        let model = Linear(3, 2)
+        let optimizer = AdamW(groups: ParameterGroup.standard(model, learningRate: 1e-2, weightDecay: 0.1))
+        F.mseLoss(model(Tensor.randn([4, 3])), Tensor.zeros([4, 2])).backward()
+        optimizer.step()
+        var state = TrainerState(globalStep: 1, epoch: 0, samplesSeenInEpoch: 4)
+        state.earlyStopping = EarlyStopping(metric: "clip_val_loss", mode: .min, patience: 2)
+        let data = Generator(seed: 5)
+        state.captureRandomState(["data": data])
+        try Checkpoint.save(to: "\(folder)/last", model: model, config: Data("{}".utf8), optimizer: optimizer, state: state)
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: "\(folder)/last"))
+                == ["config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"])
+
+        let expectedNext = Tensor.rand([3], generator: data)
+        let restoredModel = Linear(3, 2)
+        let restoredOptimizer = AdamW(groups: ParameterGroup.standard(restoredModel, learningRate: 1e-2, weightDecay: 0.1))
+        let restored = try Checkpoint.load(from: "\(folder)/last", into: restoredModel, optimizer: restoredOptimizer)
+        #expect(restored == state)
+        #expect(restoredModel.weight.equal(model.weight))
+        #expect(restoredOptimizer.stateDict().keys.sorted() == optimizer.stateDict().keys.sorted())
+        let freshData = Generator(seed: 99)
+        try restored.restoreRandomState(["data": freshData])
+        #expect(Tensor.rand([3], generator: freshData).equal(expectedNext))
+    }
+
+    @Test func loadErrorsNameTheProblem() throws {
+        let folder = temporaryFolder()
+        #expect(throws: CheckpointError.self) { try Checkpoint.readState(folder) }
+        try Checkpoint.save(to: "\(folder)/c", model: Linear(3, 2), config: nil, optimizer: nil, state: TrainerState(globalStep: 3))
+        let wrongShape = Linear(4, 2)
+        let before = wrongShape.weight.clone()
+        let error = #expect(throws: StateDictError.self) { try Checkpoint.load(from: "\(folder)/c", into: wrongShape, optimizer: nil) }
+        #expect("\(error!)".contains("weight: checkpoint [2, 3] vs model [2, 4]"))
+        #expect(wrongShape.weight.equal(before))
+        let missingOptimizer = #expect(throws: CheckpointError.self) {
+            let m = Linear(3, 2)
+            _ = try Checkpoint.load(from: "\(folder)/c", into: m, optimizer: SGD(groups: ParameterGroup.standard(m, learningRate: 0.1, weightDecay: 0)))
+        }
+        #expect(missingOptimizer?.reason.contains("optimizer.safetensors") == true)
+    }
+
+    @Test func overwritingReplacesTheWholeFolder() throws {
+        let path = temporaryFolder() + "/best"
+        try writeVersion(1, to: path)
+        try writeVersion(2, to: path)
+        #expect(try readConsistentVersion(path) == 2)
+        let siblings = try FileManager.default.contentsOfDirectory(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path)
+        #expect(siblings == ["best"])   // no staging or old copies left behind
+    }
+
+    /// A writer process is killed at random moments while it rewrites the same checkpoint
+    /// again and again; what remains must always be one whole version.
+    @Test(arguments: [20, 45, 60, 75, 90, 105, 120, 150, 180, 230])
+    func killedWriterLeavesAWholeCheckpoint(delayMilliseconds: Int) async throws {
+        let path = temporaryFolder() + "/last"
+        await #expect(processExitsWith: .signal(SIGKILL)) { [path = path as String, delay = delayMilliseconds as Int] in
+            let killer = Thread {
+                usleep(useconds_t(delay * 1000))
+                kill(getpid(), SIGKILL)
+            }
+            killer.start()
+            var version = 1
+            while true {
+                try writeVersion(version, to: path)
+                version += 1
+            }
+        }
+        if FileManager.default.fileExists(atPath: path) || (try? Checkpoint.readState(path)) != nil {
+            let version = try readConsistentVersion(path)
+            #expect(version >= 1)
+            print("killed after \(delayMilliseconds) ms: checkpoint holds version \(version)")
+        }
+        let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        try CheckpointDirectory.recover(path)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: parent).allSatisfy { $0 == "last" })
+    }
+}
