@@ -40,7 +40,7 @@ open class Module {
     }
 
     /// Direct members in declaration order (superclass properties first).
-    private func members() -> [(String, Member)] {
+    private final func members() -> [(String, Member)] {
         var mirrors: [Mirror] = []
         var mirror: Mirror? = Mirror(reflecting: self)
         while let m = mirror {
@@ -68,12 +68,12 @@ open class Module {
     }
 
     /// Direct sub-modules with their keys.
-    public func children() -> [(key: String, module: Module)] {
+    public final func children() -> [(key: String, module: Module)] {
         members().compactMap { key, member in if case .child(let m) = member { (key, m) } else { nil } }
     }
 
     /// This module and every descendant, with dotted paths ("" for self).
-    public func namedModules(prefix: String = "") -> [(path: String, module: Module)] {
+    public final func namedModules(prefix: String = "") -> [(path: String, module: Module)] {
         var result: [(String, Module)] = [(prefix, self)]
         for (key, child) in children() {
             result += child.namedModules(prefix: join(prefix, key))
@@ -82,69 +82,69 @@ open class Module {
     }
 
     /// Every parameter under its dotted Hugging Face name, in declaration order.
-    public func namedParameters(prefix: String = "") -> [(name: String, tensor: Tensor)] {
-        var result: [(String, Tensor)] = []
+    public final func namedParameters(prefix: String = "") -> [(name: String, tensor: Tensor)] {
+        collect(prefix: prefix) { member -> Tensor? in
+            guard case .parameter(let t) = member else { return nil }
+            return t
+        }.map { (name: $0.name, tensor: $0.value) }
+    }
+
+    public final func namedBuffers(prefix: String = "") -> [(name: String, buffer: Buffer)] {
+        collect(prefix: prefix) { member -> Buffer? in
+            guard case .buffer(let b) = member else { return nil }
+            return b
+        }.map { (name: $0.name, buffer: $0.value) }
+    }
+
+    /// Members picked by `pick` from this module and its descendants, depth first.
+    private final func collect<T>(prefix: String, _ pick: (Member) -> T?) -> [(name: String, value: T)] {
+        var result: [(name: String, value: T)] = []
         for (key, member) in members() {
-            switch member {
-            case .parameter(let t): result.append((join(prefix, key), t))
-            case .child(let m): result += m.namedParameters(prefix: join(prefix, key))
-            case .buffer: continue
-            }
+            if let value = pick(member) { result.append((join(prefix, key), value)) }
+            if case .child(let m) = member { result += m.collect(prefix: join(prefix, key), pick) }
         }
         return result
     }
 
-    public func namedBuffers(prefix: String = "") -> [(name: String, buffer: Buffer)] {
-        var result: [(String, Buffer)] = []
-        for (key, member) in members() {
-            switch member {
-            case .buffer(let b): result.append((join(prefix, key), b))
-            case .child(let m): result += m.namedBuffers(prefix: join(prefix, key))
-            case .parameter: continue
-            }
-        }
-        return result
-    }
+    public final func parameters() -> [Tensor] { namedParameters().map(\.tensor) }
 
-    public func parameters() -> [Tensor] { namedParameters().map(\.tensor) }
-
-    public func trainableParameters() -> [(name: String, tensor: Tensor)] {
+    public final func trainableParameters() -> [(name: String, tensor: Tensor)] {
         namedParameters().filter { $0.tensor.requiresGrad }
     }
 
     /// Total number of parameter elements.
-    public var parameterCount: Int { namedParameters().reduce(0) { $0 + $1.tensor.count } }
+    public final var parameterCount: Int { namedParameters().reduce(0) { $0 + $1.tensor.count } }
     /// Elements of parameters that receive gradients.
-    public var trainableParameterCount: Int { trainableParameters().reduce(0) { $0 + $1.tensor.count } }
+    public final var trainableParameterCount: Int { trainableParameters().reduce(0) { $0 + $1.tensor.count } }
 
     // MARK: modes
 
     /// Training mode (dropout active) for this module and all descendants.
-    public func train(_ on: Bool = true) {
+    public final func train(_ on: Bool = true) {
         for (_, m) in namedModules() { m.isTraining = on }
     }
 
     /// Evaluation mode: dropout off.
-    public func eval() { train(false) }
+    public final func eval() { train(false) }
 
     /// Stops gradients for parameters whose name matches; returns how many were frozen.
     @discardableResult
-    public func freeze(where predicate: (String) -> Bool = { _ in true }) -> Int {
+    public final func freeze(where predicate: (String) -> Bool = { _ in true }) -> Int {
         setRequiresGrad(false, where: predicate)
     }
 
     @discardableResult
-    public func unfreeze(where predicate: (String) -> Bool = { _ in true }) -> Int {
+    public final func unfreeze(where predicate: (String) -> Bool = { _ in true }) -> Int {
         setRequiresGrad(true, where: predicate)
     }
 
     /// Freezes every parameter under a dotted prefix (`vision_model.encoder.layers.0`).
     @discardableResult
-    public func freeze(prefix: String) -> Int { freeze { hasPathPrefix($0, prefix) } }
+    public final func freeze(prefix: String) -> Int { freeze { hasPathPrefix($0, prefix) } }
     @discardableResult
-    public func unfreeze(prefix: String) -> Int { unfreeze { hasPathPrefix($0, prefix) } }
+    public final func unfreeze(prefix: String) -> Int { unfreeze { hasPathPrefix($0, prefix) } }
 
-    private func setRequiresGrad(_ flag: Bool, where predicate: (String) -> Bool) -> Int {
+    private final func setRequiresGrad(_ flag: Bool, where predicate: (String) -> Bool) -> Int {
         var n = 0
         for (name, t) in namedParameters() where predicate(name) {
             t.requiresGrad = flag
@@ -156,7 +156,7 @@ open class Module {
     // MARK: device and dtype
 
     /// Moves every parameter and buffer to `device`, in place.
-    public func to(_ device: Device) {
+    public final func to(_ device: Device) {
         withNoGrad {
             for (_, t) in namedParameters() where t.device != device { t.setData(t.to(device)) }
             for (_, b) in namedBuffers() where b.tensor.device != device { b.tensor.setData(b.tensor.to(device)) }
@@ -164,7 +164,7 @@ open class Module {
     }
 
     /// Converts floating-point parameters and buffers to `dtype`, in place.
-    public func to(_ dtype: DType) {
+    public final func to(_ dtype: DType) {
         precondition(dtype.isFloatingPoint, "modules convert to floating-point types only")
         withNoGrad {
             for (_, t) in namedParameters() where t.dtype.isFloatingPoint && t.dtype != dtype { t.setData(t.to(dtype)) }

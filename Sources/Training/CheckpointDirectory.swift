@@ -9,11 +9,7 @@ import Glibc
 /// one step (Linux `renameat2(RENAME_EXCHANGE)`, so the old folder stays in place until the
 /// new one is). A kill at any moment leaves the old checkpoint or the new one, never a mix.
 public enum CheckpointDirectory {
-    public struct WriteError: Error, CustomStringConvertible {
-        public let path: String
-        public let reason: String
-        public var description: String { "cannot write checkpoint \(path): \(reason)" }
-    }
+    public typealias WriteError = AtomicFile.WriteError
 
     /// Writes a checkpoint folder at `path`; `fill` writes the files into the folder it is given.
     public static func write(to path: String, _ fill: (String) throws -> Void) throws {

@@ -1,4 +1,5 @@
 import Foundation
+import Optim
 import Torch
 
 /// Everything besides weights and optimizer moments that a run needs to continue exactly:
@@ -13,13 +14,16 @@ public struct TrainerState: Codable, Sendable, Equatable {
     public var bestMetric: Double?
     public var bestStep: Int?
     public var earlyStopping: EarlyStopping?
+    /// Reduce-on-plateau counters, when the run uses it.
+    public var plateau: ReduceOnPlateau?
     public var libraryVersion: String
     public var torchVersion: String
 
     public static let currentLibraryVersion = "0.1.0"
 
     public init(globalStep: Int, epoch: Int = 0, samplesSeenInEpoch: Int = 0, rngStates: [String: String] = [:],
-                bestMetric: Double? = nil, bestStep: Int? = nil, earlyStopping: EarlyStopping? = nil) {
+                bestMetric: Double? = nil, bestStep: Int? = nil, earlyStopping: EarlyStopping? = nil,
+                plateau: ReduceOnPlateau? = nil) {
         self.globalStep = globalStep
         self.epoch = epoch
         self.samplesSeenInEpoch = samplesSeenInEpoch
@@ -27,6 +31,7 @@ public struct TrainerState: Codable, Sendable, Equatable {
         self.bestMetric = bestMetric
         self.bestStep = bestStep
         self.earlyStopping = earlyStopping
+        self.plateau = plateau
         self.libraryVersion = Self.currentLibraryVersion
         self.torchVersion = Torch.version
     }

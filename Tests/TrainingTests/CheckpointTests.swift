@@ -48,6 +48,10 @@ struct CheckpointTests {
         optimizer.step()
         var state = TrainerState(globalStep: 1, epoch: 0, samplesSeenInEpoch: 4)
         state.earlyStopping = EarlyStopping(metric: "clip_val_loss", mode: .min, patience: 2)
+        state.plateau = ReduceOnPlateau(patience: 1)
+        state.plateau?.update(3.0)
+        state.bestMetric = 3.0
+        state.bestStep = 1
         let data = Generator(seed: 5)
         state.captureRandomState(["data": data])
         try Checkpoint.save(to: "\(folder)/last", model: model, config: Data("{}".utf8), optimizer: optimizer, state: state)
