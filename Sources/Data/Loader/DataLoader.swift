@@ -1,0 +1,381 @@
+import Foundation
+import Torch
+
+/// What to do with a sample that cannot be used (missing file, corrupt JPEG, empty caption,
+/// truncated shard): `skip` warns, counts it and goes on; `fail` stops with the message.
+public enum BadSamplePolicy: String, Codable, Sendable { case skip, fail }
+
+/// Turns captions into token ids and an attention mask (the model's tokenizer).
+public protocol CaptionTokenizer: Sendable {
+    func encode(_ captions: [String]) -> (ids: Tensor, attentionMask: Tensor)
+}
+
+/// Where samples come from.
+public enum DatasetSource: Sendable {
+    case manifest(ManifestSource)
+    /// WebDataset shard paths (see `WebDataset.shards`).
+    case shards([String])
+}
+
+public struct DataLoaderOptions: Sendable {
+    public var batchSize: Int
+    /// Decode-and-augment threads.
+    public var threads: Int
+    public var seed: UInt64
+    public var shuffle: Bool
+    public var dropLast: Bool
+    /// Batches decoded ahead of the consumer.
+    public var prefetchBatches: Int
+    public var badSamples: BadSamplePolicy
+    /// Shards: samples held for shuffling (manifests are shuffled exactly).
+    public var shuffleBuffer: Int
+
+    public init(batchSize: Int, threads: Int = 2, seed: UInt64 = 0, shuffle: Bool = true, dropLast: Bool = false,
+                prefetchBatches: Int = 4, badSamples: BadSamplePolicy = .skip, shuffleBuffer: Int = 2_000) {
+        self.batchSize = batchSize
+        self.threads = threads
+        self.seed = seed
+        self.shuffle = shuffle
+        self.dropLast = dropLast
+        self.prefetchBatches = prefetchBatches
+        self.badSamples = badSamples
+        self.shuffleBuffer = shuffleBuffer
+    }
+}
+
+/// One collated batch.
+public struct Batch: @unchecked Sendable {
+    /// [batch, 3, size, size] float32, normalised.
+    public let pixels: Tensor
+    public let captions: [String]
+    /// [batch, tokens] int64 and its mask, when a tokenizer was given.
+    public let tokenIds: Tensor?
+    public let attentionMask: Tensor?
+    public let labels: [String?]
+    public let origins: [String]
+    public let epoch: Int
+    /// Samples of this epoch consumed after this batch, counting skipped ones: resume here.
+    public let position: Int
+    public var count: Int { captions.count }
+}
+
+/// A seeded, multi-threaded image-text loader. Threads decode and augment samples into a
+/// bounded window; the consumer takes them in a fixed order, so batches are identical whatever
+/// the thread count: every random choice derives from (seed, epoch, sample).
+public final class DataLoader: @unchecked Sendable {
+    public let source: DatasetSource
+    public let pipeline: ImagePipeline
+    public let captionAugmenter: TextAugmenter?
+    public let tokenizer: CaptionTokenizer?
+    public let options: DataLoaderOptions
+
+    public init(source: DatasetSource, pipeline: ImagePipeline, captionAugmenter: TextAugmenter? = nil,
+                tokenizer: CaptionTokenizer? = nil, options: DataLoaderOptions) {
+        precondition(options.batchSize > 0 && options.threads > 0 && options.prefetchBatches > 0, "batch size, threads and prefetch must be positive")
+        self.source = source
+        self.pipeline = pipeline
+        self.captionAugmenter = captionAugmenter
+        self.tokenizer = tokenizer
+        self.options = options
+    }
+
+    /// Samples per epoch, when known without reading the data (manifests).
+    public var sampleCount: Int? {
+        if case .manifest(let m) = source { return m.count }
+        return nil
+    }
+
+    /// Iterates one epoch, from `position` samples in (for resuming).
+    public func epoch(_ epoch: Int, startingAt position: Int = 0) -> EpochIterator {
+        EpochIterator(loader: self, epoch: epoch, start: position)
+    }
+}
+
+/// The batches of one epoch. Stops its threads when finished or released.
+public final class EpochIterator {
+    public let epoch: Int
+    /// Bad samples seen so far (their messages name file and row or shard and key).
+    public private(set) var issues: [SampleIssue] = []
+    public var skippedCount: Int { issues.count }
+    /// Seconds the consumer spent waiting for decoded samples.
+    public private(set) var waitSeconds = 0.0
+
+    private let loader: DataLoader
+    private let pipe: SamplePipe
+    private var position: Int
+    private var finished = false
+
+    init(loader: DataLoader, epoch: Int, start: Int) {
+        self.loader = loader
+        self.epoch = epoch
+        position = start
+        pipe = SamplePipe(window: loader.options.batchSize * loader.options.prefetchBatches, firstSequence: start)
+        let producer = Thread { [pipe] in Producer(loader: loader, epoch: epoch, start: start, pipe: pipe).run() }
+        producer.name = "cliptune-data-producer"
+        producer.start()
+        for i in 0..<loader.options.threads {
+            let worker = Thread { [pipe] in Worker(loader: loader, epoch: epoch, pipe: pipe).run() }
+            worker.name = "cliptune-data-worker-\(i)"
+            worker.start()
+        }
+    }
+
+    deinit { pipe.cancel() }
+
+    /// The next batch; nil at the end of the epoch. Throws the first bad sample under `fail`,
+    /// or a damaged manifest/shard.
+    public func next() throws -> Batch? {
+        guard !finished else { return nil }
+        let options = loader.options
+        let floats = loader.pipeline.sampleCount
+        var pixels = [Float]()
+        pixels.reserveCapacity(options.batchSize * floats)
+        var captions: [String] = [], labels: [String?] = [], origins: [String] = []
+        while captions.count < options.batchSize {
+            let started = Date()
+            let item = pipe.take(position)
+            waitSeconds += Date().timeIntervalSince(started)
+            guard let item else { finished = true; break }
+            position += 1
+            switch item {
+            case .success(let sample):
+                pixels += sample.pixels
+                captions.append(sample.caption)
+                labels.append(sample.label)
+                origins.append(sample.origin)
+            case .failure(let failure):
+                if case .fatal(let error) = failure {
+                    finished = true
+                    pipe.cancel()
+                    throw error
+                }
+                guard case .sample(let issue) = failure else { continue }
+                if options.badSamples == .fail {
+                    finished = true
+                    pipe.cancel()
+                    throw issue
+                }
+                issues.append(issue)
+                if issues.count <= 20 { FileHandle.standardError.write(Data("warning: skipped \(issue)\n".utf8)) }
+            }
+        }
+        if captions.isEmpty || (options.dropLast && captions.count < options.batchSize) { return nil }
+        let size = loader.pipeline.preprocessing.size
+        let tensor = Tensor(pixels, shape: [captions.count, 3, size, size])
+        let tokens = loader.tokenizer?.encode(captions)
+        return Batch(pixels: tensor, captions: captions, tokenIds: tokens?.ids, attentionMask: tokens?.attentionMask,
+                     labels: labels, origins: origins, epoch: epoch, position: position)
+    }
+}
+
+// MARK: - Internals
+
+struct ProcessedSample: Sendable {
+    let pixels: [Float]
+    let caption: String
+    let label: String?
+    let origin: String
+}
+
+enum LoadFailure: Error {
+    case sample(SampleIssue)
+    /// Not a sample: the whole source failed (fail policy) — stops the epoch.
+    case fatal(Error)
+}
+
+enum WorkItem: @unchecked Sendable {
+    case row(Int)
+    case record(SampleRecord, id: Int)
+    case failed(LoadFailure)
+}
+
+/// The bounded hand-over between producer, workers and consumer, ordered by sequence number.
+final class SamplePipe: @unchecked Sendable {
+    private let condition = NSCondition()
+    private let window: Int
+    private var queue: [(Int, WorkItem)] = []
+    private var queueHead = 0
+    private var results: [Int: Result<ProcessedSample, LoadFailure>] = [:]
+    private var nextToProduce: Int
+    private var consumed: Int
+    private var producedTotal: Int?
+    private(set) var cancelled = false
+
+    init(window: Int, firstSequence: Int) {
+        self.window = window
+        nextToProduce = firstSequence
+        consumed = firstSequence
+    }
+
+    /// Producer: blocks while the window is full; false once cancelled.
+    func put(_ item: WorkItem) -> Bool {
+        condition.lock(); defer { condition.unlock() }
+        while nextToProduce - consumed >= window && !cancelled { condition.wait() }
+        guard !cancelled else { return false }
+        queue.append((nextToProduce, item))
+        nextToProduce += 1
+        condition.broadcast()
+        return true
+    }
+
+    func finishProducing() {
+        condition.lock(); defer { condition.unlock() }
+        producedTotal = nextToProduce
+        condition.broadcast()
+    }
+
+    /// Worker: the next item to process, or nil when there is nothing more.
+    func work() -> (Int, WorkItem)? {
+        condition.lock(); defer { condition.unlock() }
+        while queueHead == queue.count && producedTotal == nil && !cancelled { condition.wait() }
+        guard !cancelled, queueHead < queue.count else { return nil }
+        let item = queue[queueHead]
+        queueHead += 1
+        if queueHead > 1024 { queue.removeFirst(queueHead); queueHead = 0 }
+        return item
+    }
+
+    func deliver(_ sequence: Int, _ result: Result<ProcessedSample, LoadFailure>) {
+        condition.lock(); defer { condition.unlock() }
+        results[sequence] = result
+        condition.broadcast()
+    }
+
+    /// Consumer: the result for `sequence`, in order; nil after the last one.
+    func take(_ sequence: Int) -> Result<ProcessedSample, LoadFailure>? {
+        condition.lock(); defer { condition.unlock() }
+        while results[sequence] == nil && !cancelled {
+            if let total = producedTotal, sequence >= total { return nil }
+            condition.wait()
+        }
+        guard let result = results.removeValue(forKey: sequence) else { return nil }
+        consumed = sequence + 1
+        condition.broadcast()
+        return result
+    }
+
+    func cancel() {
+        condition.lock(); defer { condition.unlock() }
+        cancelled = true
+        condition.broadcast()
+    }
+}
+
+/// Emits the epoch's samples in their fixed order.
+struct Producer {
+    let loader: DataLoader
+    let epoch: Int
+    let start: Int
+    let pipe: SamplePipe
+
+    func run() {
+        defer { pipe.finishProducing() }
+        let options = loader.options
+        switch loader.source {
+        case .manifest(let manifest):
+            var order = Array(0..<manifest.count)
+            if options.shuffle {
+                var random = SeededRandom(seed: options.seed, epoch: epoch, index: -1)
+                order.shuffle(using: &random)
+            }
+            for row in order.dropFirst(start) where !pipe.put(.row(row)) { return }
+        case .shards(let paths):
+            var random = SeededRandom(seed: options.seed, epoch: epoch, index: -2)
+            var shards = paths
+            if options.shuffle { shards.shuffle(using: &random) }
+            var buffer: [WorkItem] = []
+            var emitted = 0
+            // Samples before `start` are read but not decoded.
+            func emit(_ item: WorkItem) -> Bool {
+                defer { emitted += 1 }
+                return emitted < start || pipe.put(item)
+            }
+            for path in shards {
+                do {
+                    let reader = try ShardReader(path: path)
+                    while let next = try reader.next() {
+                        let item: WorkItem
+                        switch next {
+                        case .success(let record): item = .record(record, id: 0)
+                        case .failure(let issue): item = .failed(.sample(issue))
+                        }
+                        guard options.shuffle else {
+                            if !emit(item) { return }
+                            continue
+                        }
+                        buffer.append(item)
+                        if buffer.count >= options.shuffleBuffer {
+                            let pick = Int(random.next() % UInt64(buffer.count))
+                            buffer.swapAt(pick, buffer.count - 1)
+                            if !emit(buffer.removeLast()) { return }
+                        }
+                    }
+                } catch {
+                    // A damaged shard: the rest of it is lost; under `fail` the epoch stops.
+                    let issue = SampleIssue(origin: path, reason: "\(error); the rest of this shard was skipped")
+                    let failure: LoadFailure = options.badSamples == .fail ? .fatal(error) : .sample(issue)
+                    if !emit(.failed(failure)) { return }
+                    if options.badSamples == .fail { return }
+                }
+            }
+            buffer.shuffle(using: &random)
+            for item in buffer where !emit(item) { return }
+        }
+    }
+}
+
+/// Decodes and augments samples; one JPEG decoder per thread.
+struct Worker {
+    let loader: DataLoader
+    let epoch: Int
+    let pipe: SamplePipe
+
+    func run() {
+        let decoder = JPEGDecoder()
+        while let (sequence, item) = pipe.work() {
+            pipe.deliver(sequence, process(item, sequence: sequence, decoder: decoder))
+        }
+    }
+
+    func process(_ item: WorkItem, sequence: Int, decoder: JPEGDecoder) -> Result<ProcessedSample, LoadFailure> {
+        let record: SampleRecord
+        // The sample's identity for its randomness: its manifest row, or its place in the stream.
+        let id: Int
+        switch item {
+        case .failed(let failure): return .failure(failure)
+        case .record(let r, _): record = r; id = sequence
+        case .row(let row):
+            guard case .manifest(let manifest) = loader.source else { fatalError("rows come from manifests") }
+            do { record = try manifest.record(row) } catch let issue as SampleIssue { return .failure(.sample(issue)) } catch {
+                return .failure(.sample(SampleIssue(origin: "\(manifest.path), row \(row + 1)", reason: "\(error)")))
+            }
+            id = row
+        }
+        let options = loader.options
+        do {
+            let bytes: [UInt8]
+            switch record.image {
+            case .bytes(let b): bytes = b
+            case .file(let path):
+                guard let data = FileManager.default.contents(atPath: path) else {
+                    throw ImageDecodeError(reason: "image file \(path) is missing or unreadable")
+                }
+                bytes = [UInt8](data)
+            }
+            var random = SeededRandom(seed: options.seed, epoch: epoch, index: id)
+            var pixels = [Float](repeating: 0, count: loader.pipeline.sampleCount)
+            try bytes.withUnsafeBytes { encoded in
+                try pixels.withUnsafeMutableBufferPointer { out in
+                    try loader.pipeline.process(encoded, decoder: decoder, random: &random, into: out)
+                }
+            }
+            var caption = TextAugmenter.pick(record.captions, epoch: epoch, index: id, seed: options.seed)
+            if let augmenter = loader.captionAugmenter {
+                caption = augmenter.augment(caption, seed: options.seed, epoch: epoch, index: id)
+            }
+            return .success(ProcessedSample(pixels: pixels, caption: caption, label: record.label, origin: record.origin))
+        } catch {
+            return .failure(.sample(SampleIssue(origin: record.origin, reason: "\(error)")))
+        }
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+@testable import Data
+
+@Suite("Image pipeline")
+struct ImagePipelineTests {
+    @Test func evaluationPathMatchesCLIPImageProcessor() throws {
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Fixture.path("jpeg/photo.jpg"))))
+        let pipeline = ImagePipeline()
+        var random = SeededRandom(seed: 0)
+        var out = [Float](repeating: 0, count: pipeline.sampleCount)
+        try bytes.withUnsafeBytes { b in try out.withUnsafeMutableBufferPointer { try pipeline.process(b, decoder: JPEGDecoder(), random: &random, into: $0) } }
+        let expected = try Data(contentsOf: URL(fileURLWithPath: Fixture.path("jpeg/photo_clip_pixel_values.f32"))).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        // The fixture keeps every 4th row and column of the 3×224×224 output.
+        var worst: Float = 0
+        var index = 0
+        for c in 0..<3 { for y in stride(from: 0, to: 224, by: 4) { for x in stride(from: 0, to: 224, by: 4) {
+            worst = Swift.max(worst, Swift.abs(out[(c * 224 + y) * 224 + x] - expected[index]))
+            index += 1
+        } } }
+        #expect(index == expected.count)
+        // One uint8 step is 1/255/std ≈ 0.015 in normalised units.
+        #expect(worst <= 0.031, "max difference \(worst) from transformers' CLIPImageProcessor")
+    }
+
+    @Test func randomResizedCropFollowsTorchvision() {
+        let crop = ImageAugmentation.RandomResizedCrop(scale: [0.5, 1.0], ratio: [0.75, 4.0 / 3.0])
+        var random = SeededRandom(seed: 1)
+        for _ in 0..<500 {
+            let box = ImagePipeline.randomResizedCropBox(width: 400, height: 300, crop, &random)
+            #expect(box.x >= 0 && box.y >= 0 && box.x + box.width <= 400 && box.y + box.height <= 300)
+            let area = Double(box.width * box.height) / 120_000
+            #expect(area >= 0.49 && area <= 1.0)
+        }
+        var a = SeededRandom(seed: 5), b = SeededRandom(seed: 5)
+        #expect(ImagePipeline.randomResizedCropBox(width: 64, height: 64, crop, &a) == ImagePipeline.randomResizedCropBox(width: 64, height: 64, crop, &b))
+        // A strip outside the ratio range falls back to a centre crop at the ratio limit.
+        var r = SeededRandom(seed: 2)
+        let fallback = ImagePipeline.randomResizedCropBox(width: 1000, height: 10, ImageAugmentation.RandomResizedCrop(scale: [0.99, 1], ratio: [1, 1]), &r)
+        #expect(fallback == (495, 0, 10, 10))
+    }
+
+    @Test func augmentationsAreDeterministicAndBounded() throws {
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Fixture.path("jpeg/photo.jpg"))))
+        let augmentation = ImageAugmentation(horizontalFlip: 0.5, rotation: .init(probability: 1, degrees: 30, fill: [0, 0, 0]),
+                                             colorJitter: .init(probability: 1, brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1))
+        #expect(augmentation.problems.isEmpty)
+        let pipeline = ImagePipeline(preprocessing: ImagePreprocessing(size: 64), augmentation: augmentation)
+        func run(_ seed: UInt64) throws -> [Float] {
+            var random = SeededRandom(seed: seed, epoch: 0, index: 0)
+            var out = [Float](repeating: 0, count: pipeline.sampleCount)
+            try bytes.withUnsafeBytes { b in try out.withUnsafeMutableBufferPointer { try pipeline.process(b, decoder: JPEGDecoder(), random: &random, into: $0) } }
+            return out
+        }
+        let a = try run(1), b = try run(1), c = try run(2)
+        #expect(a == b)
+        #expect(a != c)
+        let low = Float((0 - ImagePreprocessing.clipMean[0]) / ImagePreprocessing.clipStd[0]) - 0.01
+        let high = Float((1 - ImagePreprocessing.clipMean[2]) / ImagePreprocessing.clipStd[2]) + 0.01
+        #expect(a.allSatisfy { $0 >= low && $0 <= high })
+    }
+
+    @Test func flipAndRotationGeometry() {
+        var image = RGBImage(width: 3, height: 1, pixels: [1, 1, 1, 2, 2, 2, 3, 3, 3])
+        #expect(image.flippedHorizontally().pixels == [3, 3, 3, 2, 2, 2, 1, 1, 1])
+        image = RGBImage(width: 7, height: 7, fill: (10, 20, 30))
+        #expect(image.rotated(degrees: 0, fill: (0, 0, 0)) == image)
+        let turned = image.rotated(degrees: 45, fill: (255, 0, 0))
+        #expect(Array(turned.pixels[0..<3]) == [255, 0, 0])            // corner uncovered → fill
+        #expect(Array(turned.pixels[72..<75]) == [10, 20, 30])         // centre unchanged
+    }
+
+    @Test func configurationProblemsAreListed() throws {
+        let bad = ImageAugmentation(randomResizedCrop: .init(scale: [0.9, 0.5], ratio: [1, 1]), horizontalFlip: 2,
+                                    rotation: .init(probability: 0.5, degrees: 400), colorJitter: .init(probability: 0.5, hue: 0.9))
+        #expect(bad.problems.count == 4)
+        #expect(ImagePreprocessing(size: 0).problems.count == 1)
+        let folder = temporaryFolder()
+        try #"{"crop_size": {"height": 336, "width": 336}, "size": {"shortest_edge": 336}, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}"#
+            .write(toFile: "\(folder)/preprocessor_config.json", atomically: true, encoding: .utf8)
+        let p = try ImagePreprocessing.huggingFace(configAt: "\(folder)/preprocessor_config.json")
+        #expect(p.size == 336 && p.shortestEdge == 336 && p.mean == [0.5, 0.5, 0.5])
+    }
+}
