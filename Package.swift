@@ -66,7 +66,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "bench",
-            dependencies: ["Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Torch", "Data", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "TorchTests", dependencies: ["Torch"]),
         .testTarget(name: "NNTests", dependencies: ["NN"], resources: [.copy("Fixtures")]),

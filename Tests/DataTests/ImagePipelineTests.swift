@@ -4,7 +4,7 @@ import Testing
 
 @Suite("Image pipeline")
 struct ImagePipelineTests {
-    @Test func evaluationPathMatchesCLIPImageProcessor() throws {
+    @Test func evaluationPathMatchesCLIPImageProcessorPil() throws {
         let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Fixture.path("jpeg/photo.jpg"))))
         let pipeline = ImagePipeline()
         var random = SeededRandom(seed: 0)
@@ -19,8 +19,9 @@ struct ImagePipelineTests {
             index += 1
         } } }
         #expect(index == expected.count)
-        // One uint8 step is 1/255/std ≈ 0.015 in normalised units.
-        #expect(worst <= 0.031, "max difference \(worst) from transformers' CLIPImageProcessor")
+        // Resampling is Pillow-exact; the JPEG decoders (libjpeg-turbo 2.1 here, Pillow's bundled
+        // 3.x) may differ by one level, which is 1/255/std ≈ 0.015 in normalised units.
+        #expect(worst <= 0.016, "max difference \(worst) from transformers' CLIPImageProcessorPil")
     }
 
     @Test func randomResizedCropFollowsTorchvision() {

@@ -101,7 +101,9 @@ private func coordinateImage(width: Int, height: Int) -> RGBImage {
     pixels.reserveCapacity(width * height * 3)
     for y in 0..<height {
         for x in 0..<width {
-            pixels += [UInt8(truncatingIfNeeded: x), UInt8(truncatingIfNeeded: y), UInt8(truncatingIfNeeded: x &+ y)]
+            pixels.append(UInt8(truncatingIfNeeded: x))
+            pixels.append(UInt8(truncatingIfNeeded: y))
+            pixels.append(UInt8(truncatingIfNeeded: x + y))
         }
     }
     return RGBImage(width: width, height: height, pixels: pixels)
@@ -128,7 +130,8 @@ struct PillowResizeTests {
         #expect(fixtures.index.pillow == "13.0.0")
         let names = Set(fixtures.index.cases.map(\.name))
         for required in ["noise_odd_bicubic", "noise_box_bicubic", "noise_vertical_only_bicubic",
-                         "noise_horizontal_only_bicubic", "mixed_up_bicubic", "hf_clip_noise"] {
+                         "noise_horizontal_only_bicubic", "mixed_up_bicubic", "hf_clip_noise",
+                         "tall_vertical_first_bicubic", "tall_order_tie_horizontal_first"] {
             #expect(names.contains(required), "missing fixture case \(required)")
         }
         // Bilinear and bicubic results must differ clearly, or an exact match would prove little.
@@ -143,6 +146,14 @@ struct PillowResizeTests {
         let image = coordinateImage(width: 9, height: 7)
         #expect(image.resized(width: 9, height: 7) == image)
         #expect(image.resized(width: 9, height: 7, box: (0, 0, 9, 7)) == image)
+    }
+
+    @Test("an empty source resizes to black, as in Pillow")
+    func emptySource() {
+        for (w, h) in [(0, 0), (0, 5), (5, 0)] {
+            let empty = RGBImage(width: w, height: h, pixels: [])
+            #expect(empty.resized(width: 3, height: 2) == RGBImage(width: 3, height: 2))
+        }
     }
 
     @Test("an integral box of the output's size is a crop")

@@ -53,6 +53,9 @@ extension RGBImage {
         if width == self.width && height == self.height && region.isWhole(width: width, height: height) {
             return self
         }
+        if self.width == 0 || self.height == 0 {
+            return RGBImage(width: width, height: height)  // Pillow gives black too
+        }
         if let origin = region.integralCrop(width: width, height: height) {
             return cropped(x: origin.x, y: origin.y, width: width, height: height)
         }
@@ -223,29 +226,40 @@ private func clip8(_ v: Int32) -> UInt8 {
     UInt8(clamping: v >> precisionBits)
 }
 
-/// `ImagingResampleInner` for 8-bit RGB.
+/// `ImagingResampleInner` for 8-bit RGB, as of Pillow 13.
 enum PillowResampler {
     static func resample(_ image: RGBImage, width: Int, height: Int, filter: ResampleFilter, box: SourceBox) -> RGBImage {
         // Pillow compares the box's far edge with the *output* size here (equal to the input's
         // whenever the first test is false).
         let needHorizontal = width != image.width || box.x0 != 0 || box.x1 != Float(width)
         let needVertical = height != image.height || box.y0 != 0 || box.y1 != Float(height)
+        guard needHorizontal || needVertical else { return image }
 
         var vertical = ResampleKernel(inSize: image.height, in0: box.y0, in1: box.y1, outSize: height, filter: filter)
+        let horizontal = needHorizontal
+            ? ResampleKernel(inSize: image.width, in0: box.x0, in1: box.x1, outSize: width, filter: filter) : nil
+
+        guard let horizontal else { return resampleVertical(image, kernel: vertical) }
+        guard needVertical else { return resampleHorizontal(image, rows: 0..<image.height, kernel: horizontal) }
+
+        // Each pass rounds to 8 bits, so the order changes the bytes and must be Pillow's.
+        if verticalFirst(image, width: width, height: height) {
+            let shrunk = resampleVertical(image, kernel: vertical)
+            return resampleHorizontal(shrunk, rows: 0..<shrunk.height, kernel: horizontal)
+        }
         // Only the source rows the vertical pass reads go through the horizontal pass.
         let firstRow = vertical.first[0]
         let lastRow = vertical.first[height - 1] + vertical.count[height - 1]
+        vertical.shift(by: firstRow)
+        return resampleVertical(resampleHorizontal(image, rows: firstRow..<lastRow, kernel: horizontal), kernel: vertical)
+    }
 
-        var current = image
-        if needHorizontal {
-            let horizontal = ResampleKernel(inSize: image.width, in0: box.x0, in1: box.x1, outSize: width, filter: filter)
-            vertical.shift(by: firstRow)
-            current = resampleHorizontal(image, rows: firstRow..<lastRow, kernel: horizontal)
-        }
-        if needVertical {
-            current = resampleVertical(current, kernel: vertical)
-        }
-        return current
+    /// Pillow 13 (python-pillow/Pillow#9549) runs the vertical pass first when the height loses
+    /// more than twice as many pixels as the width (whole-image sizes; the box plays no part).
+    /// Pillow 12 and earlier always go horizontal first.
+    static func verticalFirst(_ image: RGBImage, width: Int, height: Int) -> Bool {
+        let heightLoss = image.height - height
+        return heightLoss > 0 && heightLoss > 2 * (image.width - width)
     }
 
     /// `ImagingResampleHorizontal_8bpc` over the source rows `rows`.
