@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "Optim", targets: ["Optim"]),
         .library(name: "Training", targets: ["Training"]),
         .library(name: "Data", targets: ["Data"]),
+        .library(name: "Models", targets: ["Models"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -50,6 +51,7 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .target(name: "NN", dependencies: ["Torch"]),
         .target(name: "Data", dependencies: ["Torch", "CTurboJPEG", "CZstd"]),
+        .target(name: "Models", dependencies: ["NN", "Data"]),
         .target(name: "Optim", dependencies: ["NN"]),
         .target(name: "Training", dependencies: ["NN", "Optim"]),
         .executableTarget(
@@ -73,6 +75,7 @@ let package = Package(
         .testTarget(name: "OptimTests", dependencies: ["Optim"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TrainingTests", dependencies: ["Training"]),
         .testTarget(name: "DataTests", dependencies: ["Data"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models"], resources: [.copy("Fixtures")]),
     ],
     cxxLanguageStandard: .cxx20
 )

@@ -236,17 +236,22 @@ extension TextAugmenterTests {
 
     /// Whether `output` is `original` with some non-stop words replaced by (possibly multi-word) synonyms.
     func isReplacement(of original: [String], by output: [String], wordNet: WordNet) -> Bool {
+        // Memoised on (i, j): a failing alignment would otherwise retry every split exponentially often.
+        var failed = Set<[Int]>()
         func match(_ i: Int, _ j: Int) -> Bool {
             if i == original.count { return j == output.count }
-            guard j < output.count else { return false }
+            guard j < output.count, !failed.contains([i, j]) else { return false }
             let word = original[i]
             if output[j] == word, match(i + 1, j + 1) { return true }
-            if TextAugmenter.stopWords.contains(word) { return false }
-            return wordNet.synonyms(of: word).contains { synonym in
-                let parts = words(synonym)
-                return j + parts.count <= output.count && Array(output[j ..< j + parts.count]) == parts
-                    && match(i + 1, j + parts.count)
+            if !TextAugmenter.stopWords.contains(word) {
+                for synonym in wordNet.synonyms(of: word) {
+                    let parts = words(synonym)
+                    if j + parts.count <= output.count, Array(output[j ..< j + parts.count]) == parts,
+                       match(i + 1, j + parts.count) { return true }
+                }
             }
+            failed.insert([i, j])
+            return false
         }
         return match(0, 0)
     }

@@ -1,0 +1,131 @@
+import NN
+import Torch
+
+/// A tower that turns images into one pooled vector each.
+public protocol ImageTower: Module {
+    /// Width of the pooled features.
+    var width: Int { get }
+    /// Pixels [batch, 3, H, W] → pooled features [batch, width].
+    func pooled(_ pixels: Tensor) -> Tensor
+}
+
+/// A tower that turns token ids into one pooled vector each.
+public protocol TextTower: Module {
+    var width: Int { get }
+    /// ids [batch, tokens] (int64) and an optional attention mask (1 = real token) → [batch, width].
+    func pooled(ids: Tensor, attentionMask: Tensor?) -> Tensor
+}
+
+/// The transformer encoder stack shared by CLIP's towers (`encoder.layers.N`).
+public final class CLIPEncoder: Module {
+    public let layers: [TransformerEncoderLayer]
+
+    init(hidden: Int, heads: Int, intermediate: Int, layers count: Int, activation: Activation, eps: Double, attentionDropout: Double) {
+        layers = (0..<count).map { _ in
+            TransformerEncoderLayer(dimension: hidden, heads: heads, hidden: intermediate, activation: activation,
+                                    normFirst: true, eps: eps, attentionDropout: attentionDropout)
+        }
+    }
+
+    func callAsFunction(_ x: Tensor, mask: AttentionMask = .none) -> Tensor {
+        layers.reduce(x) { h, layer in layer(h, mask: mask) }
+    }
+}
+
+public final class CLIPVisionEmbeddings: Module {
+    public let patchEmbedding: Conv2d
+    public let classEmbedding: Tensor
+    public let positionEmbedding: Embedding
+
+    init(_ c: CLIPVisionConfig) {
+        patchEmbedding = Conv2d(c.numChannels, c.hiddenSize, kernelSize: (c.patchSize, c.patchSize),
+                                stride: (c.patchSize, c.patchSize), bias: false)
+        classEmbedding = (Tensor.randn([c.hiddenSize]) * (1 / Double(c.hiddenSize).squareRoot())).requiringGrad()
+        positionEmbedding = Embedding(c.patchesPerSide * c.patchesPerSide + 1, c.hiddenSize)
+    }
+
+    func callAsFunction(_ pixels: Tensor) -> Tensor {
+        let patches = patchEmbedding(pixels).flatten(start: 2).transpose(1, 2)           // [B, P, D]
+        let width = classEmbedding.size(0)
+        let cls = classEmbedding.view([1, 1, width]).expand([patches.size(0), 1, width])
+        return Tensor.cat([cls, patches], dim: 1) + positionEmbedding.weight.unsqueeze(0)
+    }
+}
+
+/// CLIP's vision transformer (`CLIPVisionModel` in transformers 5).
+public final class CLIPVisionTransformer: Module, ImageTower {
+    public let config: CLIPVisionConfig
+    public let embeddings: CLIPVisionEmbeddings
+    public let preLayrnorm: LayerNorm    // sic: the checkpoint key is `pre_layrnorm`
+    public let encoder: CLIPEncoder
+    public let postLayernorm: LayerNorm
+
+    public init(_ c: CLIPVisionConfig) {
+        config = c
+        embeddings = CLIPVisionEmbeddings(c)
+        preLayrnorm = LayerNorm(c.hiddenSize, eps: c.layerNormEps)
+        encoder = CLIPEncoder(hidden: c.hiddenSize, heads: c.numAttentionHeads, intermediate: c.intermediateSize,
+                              layers: c.numHiddenLayers, activation: c.hiddenAct, eps: c.layerNormEps, attentionDropout: c.attentionDropout)
+        postLayernorm = LayerNorm(c.hiddenSize, eps: c.layerNormEps)
+    }
+
+    public var width: Int { config.hiddenSize }
+
+    /// Hidden states of every token [batch, 1 + patches, width].
+    public func lastHiddenState(_ pixels: Tensor) -> Tensor {
+        encoder(preLayrnorm(embeddings(pixels)))
+    }
+
+    /// The class token after the post-LayerNorm.
+    public func pooled(_ pixels: Tensor) -> Tensor {
+        postLayernorm(lastHiddenState(pixels).select(dim: 1, index: 0))
+    }
+}
+
+public final class CLIPTextEmbeddings: Module {
+    public let tokenEmbedding: Embedding
+    public let positionEmbedding: Embedding
+
+    init(_ c: CLIPTextConfig) {
+        tokenEmbedding = Embedding(c.vocabSize, c.hiddenSize)
+        positionEmbedding = Embedding(c.maxPositionEmbeddings, c.hiddenSize)
+    }
+
+    func callAsFunction(_ ids: Tensor) -> Tensor {
+        tokenEmbedding(ids) + positionEmbedding.weight.narrow(dim: 0, start: 0, length: ids.size(1)).unsqueeze(0)
+    }
+}
+
+/// CLIP's text transformer (`CLIPTextModel`): causal attention, final LayerNorm, pooling at the
+/// first end-of-text token.
+public final class CLIPTextTransformer: Module, TextTower {
+    public let config: CLIPTextConfig
+    public let embeddings: CLIPTextEmbeddings
+    public let encoder: CLIPEncoder
+    public let finalLayerNorm: LayerNorm
+
+    public init(_ c: CLIPTextConfig) {
+        config = c
+        embeddings = CLIPTextEmbeddings(c)
+        encoder = CLIPEncoder(hidden: c.hiddenSize, heads: c.numAttentionHeads, intermediate: c.intermediateSize,
+                              layers: c.numHiddenLayers, activation: c.hiddenAct, eps: c.layerNormEps, attentionDropout: c.attentionDropout)
+        finalLayerNorm = LayerNorm(c.hiddenSize, eps: c.layerNormEps)
+    }
+
+    public var width: Int { config.hiddenSize }
+
+    public func lastHiddenState(ids: Tensor, attentionMask: Tensor?) -> Tensor {
+        finalLayerNorm(encoder(embeddings(ids), mask: AttentionMask(causal: true, keyPadding: attentionMask)))
+    }
+
+    public func pooled(ids: Tensor, attentionMask: Tensor?) -> Tensor {
+        let hidden = lastHiddenState(ids: ids, attentionMask: attentionMask)
+        // transformers: configs from before its PR #24773 say eos_token_id = 2 and pool at the
+        // largest id; newer ones pool at the first eos. int32 before argmax: ONNX runtimes lack int64 ArgMax.
+        let position = config.eosTokenId == 2
+            ? ids.to(.int32).argmax(dim: 1)
+            : ids.eq(config.eosTokenId).to(.int32).argmax(dim: 1)
+        let index = position.view([-1, 1, 1]).expand([-1, 1, hidden.size(2)])
+        return hidden.gather(dim: 1, index: index).squeeze(1)
+    }
+}

@@ -1,0 +1,47 @@
+import Foundation
+import NN
+import Torch
+
+/// An image tower and a text tower joined by linear projections into one embedding space, with
+/// a learned temperature. The same keys serve transformers' `CLIPModel` and
+/// `VisionTextDualEncoderModel`: `vision_model.*`, `text_model.*`, `visual_projection.weight`,
+/// `text_projection.weight`, `logit_scale`.
+public final class DualEncoder: Module {
+    /// Which transformers class the checkpoint is (what `config.json` says when saved).
+    public enum Kind: String, Sendable {
+        case clip
+        case visionTextDualEncoder = "vision-text-dual-encoder"
+    }
+
+    public let kind: Kind
+    public let visionModel: any ImageTower
+    public let textModel: any TextTower
+    public let visualProjection: Linear
+    public let textProjection: Linear
+    public let logitScale: Tensor
+    public let projectionDim: Int
+
+    public init(kind: Kind, vision: any ImageTower, text: any TextTower, projectionDim: Int, logitScaleInit: Double = 2.6592) {
+        self.kind = kind
+        visionModel = vision
+        textModel = text
+        visualProjection = Linear(vision.width, projectionDim, bias: false)
+        textProjection = Linear(text.width, projectionDim, bias: false)
+        logitScale = Tensor.full([], logitScaleInit).requiringGrad()
+        self.projectionDim = projectionDim
+    }
+
+    /// Projected image features, as transformers' `get_image_features` (not normalised).
+    public func imageFeatures(_ pixels: Tensor) -> Tensor { visualProjection(visionModel.pooled(pixels)) }
+
+    /// Projected text features, as `get_text_features` (not normalised).
+    public func textFeatures(ids: Tensor, attentionMask: Tensor?) -> Tensor {
+        textProjection(textModel.pooled(ids: ids, attentionMask: attentionMask))
+    }
+
+    /// Cosine similarities scaled by exp(logit_scale): [images, texts].
+    public func logitsPerImage(imageFeatures: Tensor, textFeatures: Tensor) -> Tensor {
+        let image = F.normalize(imageFeatures, dim: -1), text = F.normalize(textFeatures, dim: -1)
+        return image.matmul(text.mT) * logitScale.exp()
+    }
+}

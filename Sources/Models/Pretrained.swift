@@ -1,0 +1,194 @@
+import Data
+import Foundation
+import NN
+import Torch
+
+/// A model read from a Hugging Face checkpoint folder.
+public enum PretrainedModel {
+    /// CLIPModel or VisionTextDualEncoderModel.
+    case dualEncoder(DualEncoder)
+    /// A text-only BERT (e.g. sentence-transformers' all-MiniLM-L6-v2), with its pooling and
+    /// whether its sentence embeddings are L2-normalised.
+    case textEncoder(BertModel, normalize: Bool)
+}
+
+/// A loaded checkpoint folder: the model and the image preprocessing it expects.
+public struct PretrainedCheckpoint {
+    public let directory: String
+    public let model: PretrainedModel
+    /// From `preprocessor_config.json`, or CLIP's defaults at the vision tower's image size.
+    public let preprocessing: ImagePreprocessing?
+}
+
+/// Reads and writes Hugging Face checkpoint folders (`config.json` + `model.safetensors` [+ shards]).
+public enum Pretrained {
+    public static let supportedModelTypes = ["clip", "vision-text-dual-encoder", "bert"]
+
+    /// Loads any supported checkpoint folder. Every problem (unknown `model_type`, bad config
+    /// field, missing or mismatched weights) is reported with the file and key.
+    public static func load(_ directory: String) throws -> PretrainedCheckpoint {
+        let configPath = "\(directory)/config.json"
+        let config = try ConfigReader.load(configPath)
+        let modelType = try config.string("model_type", "")
+        guard supportedModelTypes.contains(modelType) else {
+            throw config.fail("model_type", modelType.isEmpty ? "is missing; cannot tell which architecture this is"
+                : "'\(modelType)' is not supported (supported: \(supportedModelTypes.joined(separator: ", ")))")
+        }
+        let weights = try loadWeights(directory)
+        let model: PretrainedModel
+        switch modelType {
+        case "clip":
+            let encoder = try clip(config)
+            try encoder.load(weights, source: directory, rename: canonicalKey)
+            model = .dualEncoder(encoder)
+        case "vision-text-dual-encoder":
+            let encoder = try dualEncoder(config, weights: weights)
+            try encoder.load(weights, source: directory, rename: canonicalKey)
+            model = .dualEncoder(encoder)
+        case "bert":
+            let (pooling, normalize) = try sentenceTransformersPooling(directory)
+            let bert = BertModel(try BertConfig(config), pooling: pooling, withPooler: weights.keys.contains { canonicalKey($0) == "pooler.dense.weight" })
+            try bert.load(weights, source: directory, rename: canonicalKey)
+            model = .textEncoder(bert, normalize: normalize)
+        default:
+            fatalError("model types are checked above")
+        }
+        let preprocessorPath = "\(directory)/preprocessor_config.json"
+        var preprocessing: ImagePreprocessing?
+        if FileManager.default.fileExists(atPath: preprocessorPath) {
+            preprocessing = try ImagePreprocessing.huggingFace(configAt: preprocessorPath)
+        } else if case .dualEncoder(let e) = model, let vision = e.visionModel as? CLIPVisionTransformer {
+            preprocessing = ImagePreprocessing(size: vision.config.imageSize)
+        }
+        switch model {
+        case .dualEncoder(let e): e.eval()
+        case .textEncoder(let b, _): b.eval()
+        }
+        return PretrainedCheckpoint(directory: directory, model: model, preprocessing: preprocessing)
+    }
+
+    /// Maps other layouts onto ours; nil drops a key. Drops the `position_ids`/`token_type_ids`
+    /// buffers some checkpoints carry; accepts transformers 4's `vision_model.vision_model.` and
+    /// BERT pre-training checkpoints' `bert.` prefix.
+    static func canonicalKey(_ key: String) -> String? {
+        if key.hasSuffix("position_ids") || key.hasSuffix("embeddings.token_type_ids") { return nil }
+        if key.hasPrefix("cls.") { return nil }
+        var k = key
+        if k.hasPrefix("vision_model.vision_model.") { k = "vision_model." + k.dropFirst("vision_model.vision_model.".count) }
+        if k.hasPrefix("bert.") { k = String(k.dropFirst(5)) }
+        return k
+    }
+
+    static func loadWeights(_ directory: String) throws -> [String: Tensor] {
+        let fm = FileManager.default
+        if !fm.fileExists(atPath: "\(directory)/\(ShardedSafeTensors.singleFile)") && !fm.fileExists(atPath: "\(directory)/\(ShardedSafeTensors.indexFile)") {
+            let reason = fm.fileExists(atPath: "\(directory)/pytorch_model.bin")
+                ? "has only pytorch_model.bin; convert it to safetensors (e.g. `model.save_pretrained(dir, safe_serialization=True)` in transformers)"
+                : "has no model.safetensors or model.safetensors.index.json"
+            throw ModelConfigError(file: directory, reason: reason)
+        }
+        return try ShardedSafeTensors.load(directory)
+    }
+
+    static func clip(_ config: ConfigReader) throws -> DualEncoder {
+        let text = try CLIPTextConfig(config.object("text_config"))
+        let vision = try CLIPVisionConfig(config.object("vision_config"))
+        return DualEncoder(kind: .clip, vision: CLIPVisionTransformer(vision), text: CLIPTextTransformer(text),
+                           projectionDim: try config.int("projection_dim", 512),
+                           logitScaleInit: try config.double("logit_scale_init_value", 2.6592))
+    }
+
+    static func dualEncoder(_ config: ConfigReader, weights: [String: Tensor]) throws -> DualEncoder {
+        let visionReader = try config.object("vision_config")
+        let textReader = try config.object("text_config")
+        let vision: any ImageTower
+        switch try visionReader.string("model_type", "") {
+        case "clip_vision_model": vision = CLIPVisionTransformer(try CLIPVisionConfig(visionReader))
+        case "clip": vision = CLIPVisionTransformer(try CLIPVisionConfig(visionReader.object("vision_config")))
+        case let other: throw visionReader.fail("model_type", "vision tower '\(other)' is not supported (clip_vision_model)")
+        }
+        let text: any TextTower
+        switch try textReader.string("model_type", "") {
+        case "bert":
+            let pooling = TextPooling(rawValue: try config.string("text_pooling", "pooler"))
+            guard let pooling else { throw config.fail("text_pooling", "must be pooler, mean or cls") }
+            let hasPooler = weights.keys.contains { canonicalKey($0) == "text_model.pooler.dense.weight" }
+            text = BertModel(try BertConfig(textReader), pooling: pooling, withPooler: hasPooler)
+        case "clip_text_model": text = CLIPTextTransformer(try CLIPTextConfig(textReader))
+        case let other: throw textReader.fail("model_type", "text tower '\(other)' is not supported (bert, clip_text_model)")
+        }
+        return DualEncoder(kind: .visionTextDualEncoder, vision: vision, text: text,
+                           projectionDim: try config.int("projection_dim", 512),
+                           logitScaleInit: try config.double("logit_scale_init_value", 2.6592))
+    }
+
+    /// sentence-transformers' modules.json / 1_Pooling: mean or CLS pooling, and Normalize.
+    static func sentenceTransformersPooling(_ directory: String) throws -> (TextPooling, Bool) {
+        let modulesPath = "\(directory)/modules.json"
+        guard let data = FileManager.default.contents(atPath: modulesPath) else { return (.pooler, false) }
+        guard let modules = (try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]] else {
+            throw ModelConfigError(file: modulesPath, reason: "is not a list of sentence-transformers modules")
+        }
+        let types = modules.compactMap { $0["type"] as? String }
+        let normalize = types.contains { $0.hasSuffix("Normalize") }
+        guard let poolingModule = modules.first(where: { ($0["type"] as? String)?.hasSuffix("Pooling") == true }),
+              let path = poolingModule["path"] as? String else { return (.cls, normalize) }
+        let pooling = try ConfigReader.load("\(directory)/\(path)/config.json")
+        if pooling.values["pooling_mode_mean_tokens"] as? Bool == true { return (.mean, normalize) }
+        if pooling.values["pooling_mode_cls_token"] as? Bool == true { return (.cls, normalize) }
+        throw pooling.fail("pooling_mode_mean_tokens", "only mean and CLS pooling are supported")
+    }
+
+    // MARK: saving
+
+    /// Files a tokenizer may consist of, copied from the source checkpoint when saving.
+    public static let tokenizerFiles = ["vocab.json", "merges.txt", "vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
+
+    /// Writes `config.json` + `model.safetensors` that transformers' `CLIPModel` /
+    /// `VisionTextDualEncoderModel.from_pretrained` load without missing or unexpected keys,
+    /// plus `preprocessor_config.json` and the tokenizer files found in `tokenizerFrom`.
+    public static func save(_ model: DualEncoder, to directory: String, preprocessing: ImagePreprocessing? = nil,
+                            tokenizerFrom: String? = nil) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try ShardedSafeTensors.save(model.stateDict(), to: directory)
+        try AtomicFile.write(try JSONSerialization.data(withJSONObject: configJSON(model), options: [.prettyPrinted, .sortedKeys]),
+                             to: "\(directory)/config.json")
+        if let p = preprocessing ?? (model.visionModel as? CLIPVisionTransformer).map({ ImagePreprocessing(size: $0.config.imageSize) }) {
+            try AtomicFile.write(try JSONSerialization.data(withJSONObject: preprocessorJSON(p), options: [.prettyPrinted, .sortedKeys]),
+                                 to: "\(directory)/preprocessor_config.json")
+        }
+        if let source = tokenizerFrom, URL(fileURLWithPath: source).standardizedFileURL != URL(fileURLWithPath: directory).standardizedFileURL {
+            for file in tokenizerFiles where FileManager.default.fileExists(atPath: "\(source)/\(file)") {
+                try AtomicFile.write(try Data(contentsOf: URL(fileURLWithPath: "\(source)/\(file)")), to: "\(directory)/\(file)")
+            }
+        }
+    }
+
+    public static func configJSON(_ model: DualEncoder) -> [String: Any] {
+        var json: [String: Any] = ["projection_dim": model.projectionDim, "logit_scale_init_value": 2.6592, "dtype": "float32"]
+        let vision = (model.visionModel as? CLIPVisionTransformer).map { $0.config.json } ?? [:]
+        var text: [String: Any] = [:]
+        if let t = model.textModel as? CLIPTextTransformer { text = t.config.json }
+        if let b = model.textModel as? BertModel {
+            text = b.config.json
+            if b.pooling != .pooler { json["text_pooling"] = b.pooling.rawValue }   // honoured by this framework only
+        }
+        json["vision_config"] = vision
+        json["text_config"] = text
+        switch model.kind {
+        case .clip:
+            json["model_type"] = "clip"
+            json["architectures"] = ["CLIPModel"]
+        case .visionTextDualEncoder:
+            json["model_type"] = "vision-text-dual-encoder"
+            json["architectures"] = ["VisionTextDualEncoderModel"]
+        }
+        return json
+    }
+
+    static func preprocessorJSON(_ p: ImagePreprocessing) -> [String: Any] {
+        ["image_processor_type": "CLIPImageProcessor", "do_resize": true, "size": ["shortest_edge": p.shortestEdge],
+         "resample": 3, "do_center_crop": true, "crop_size": ["height": p.size, "width": p.size], "do_rescale": true,
+         "rescale_factor": 1.0 / 255.0, "do_normalize": true, "image_mean": p.mean, "image_std": p.std, "do_convert_rgb": true]
+    }
+}
