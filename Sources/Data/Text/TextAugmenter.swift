@@ -125,8 +125,11 @@ public struct TextAugmenter: Sendable {
     /// Inserts `count` synonyms of random non-stop words of the caption at random positions.
     func insertSynonyms(into tokens: inout [Token], count: Int, lookup: inout SynonymCache, random: inout SeededRandom) {
         // Sources are drawn per occurrence, as eda.py draws a random position; drawing only among words
-        // that have synonyms replaces eda.py's ten blind attempts.
-        let sources = tokens.filter { $0.isWord && !Self.stopWords.contains($0.key) && !lookup.synonyms(of: $0.key).isEmpty }
+        // that have synonyms replaces eda.py's ten blind attempts. Words put there by replacement are not
+        // sources, so insertions stay synonyms of the caption's own words.
+        let sources = tokens.filter {
+            $0.isWord && !$0.isNew && !Self.stopWords.contains($0.key) && !lookup.synonyms(of: $0.key).isEmpty
+        }
         guard !sources.isEmpty else { return }
         for _ in 0 ..< count {
             let synonyms = lookup.synonyms(of: sources[Self.randomIndex(sources.count, &random)].key)

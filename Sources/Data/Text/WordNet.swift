@@ -96,7 +96,6 @@ extension WordNet {
         }
 
         let pos: PartOfSpeech
-        let dataPath: String
         let data: [UInt8]
         let lemmas: [String: OffsetRange]
         let offsets: [UInt32]
@@ -106,7 +105,7 @@ extension WordNet {
         init(directory: String, pos: PartOfSpeech) throws {
             self.pos = pos
             let indexPath = "\(directory)/index.\(pos.rawValue)"
-            dataPath = "\(directory)/data.\(pos.rawValue)"
+            let dataPath = "\(directory)/data.\(pos.rawValue)"
             let exceptionPath = "\(directory)/\(pos.rawValue).exc"
 
             let index = try WordNet.readFile(indexPath)
