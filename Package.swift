@@ -70,12 +70,13 @@ let package = Package(
             name: "bench",
             dependencies: ["Torch", "Data", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        .target(name: "TestSupport", dependencies: ["Torch"]),
         .testTarget(name: "TorchTests", dependencies: ["Torch"]),
-        .testTarget(name: "NNTests", dependencies: ["NN"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "OptimTests", dependencies: ["Optim"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training"]),
-        .testTarget(name: "DataTests", dependencies: ["Data"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "ModelsTests", dependencies: ["Models"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "OptimTests", dependencies: ["Optim", "TestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
+        .testTarget(name: "DataTests", dependencies: ["Data", "TestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "TestSupport"], resources: [.copy("Fixtures")]),
     ],
     cxxLanguageStandard: .cxx20
 )

@@ -3,21 +3,11 @@ import Testing
 import NN
 import Torch
 @testable import Models
+import TestSupport
 
 enum Fixture {
     static func path(_ name: String) -> String { Bundle.module.bundlePath + "/Fixtures/" + name }
 }
-
-let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-
-func temporaryFolder(_ label: String = #function) -> String {
-    let safe = label.filter { $0.isLetter || $0.isNumber }
-    let path = NSTemporaryDirectory() + "cliptune-\(safe)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
-
-func maxDifference(_ a: Tensor, _ b: Tensor) -> Double { (a.to(.float64) - b.to(.float64)).abs().max().item(Double.self) }
 
 /// Outputs of a dual encoder on a fixture's inputs.
 func outputs(_ model: DualEncoder, _ io: [String: Tensor]) -> (image: Tensor, text: Tensor, logits: Tensor) {

@@ -4,13 +4,7 @@ import NN
 import Optim
 import Torch
 @testable import Training
-
-func temporaryFolder(_ label: String = #function) -> String {
-    let safe = label.filter { $0.isLetter || $0.isNumber }
-    let path = NSTemporaryDirectory() + "cliptune-\(safe)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
+@_exported import TestSupport
 
 /// Writes checkpoint number `version`: every tensor and the trainer state say `version`.
 func writeVersion(_ version: Int, to path: String) throws {
