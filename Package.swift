@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "Training", targets: ["Training"]),
         .library(name: "Data", targets: ["Data"]),
         .library(name: "Models", targets: ["Models"]),
+        .library(name: "Tokenizers", targets: ["Tokenizers"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -51,9 +52,11 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .target(name: "NN", dependencies: ["Torch"]),
         .target(name: "Data", dependencies: ["Torch", "CTurboJPEG", "CZstd"]),
-        .target(name: "Models", dependencies: ["NN", "Data"]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "Tokenizers", dependencies: ["CZlib"]),
+        .target(name: "Models", dependencies: ["NN", "Data", "Tokenizers"]),
         .target(name: "Optim", dependencies: ["NN"]),
-        .target(name: "Training", dependencies: ["NN", "Optim"]),
+        .target(name: "Training", dependencies: ["NN", "Optim", "Data", "Models"]),
         .executableTarget(
             name: "doctor",
             dependencies: ["Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -67,6 +70,10 @@ let package = Package(
             dependencies: ["Data", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
+            name: "embed",
+            dependencies: ["Models", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
             name: "bench",
             dependencies: ["Torch", "Data", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
@@ -76,6 +83,7 @@ let package = Package(
         .testTarget(name: "OptimTests", dependencies: ["Optim", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "TestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "TestSupport"], resources: [.copy("Fixtures")]),
     ],
     cxxLanguageStandard: .cxx20

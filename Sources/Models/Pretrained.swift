@@ -186,7 +186,7 @@ public enum Pretrained {
         return json
     }
 
-    static func preprocessorJSON(_ p: ImagePreprocessing) -> [String: Any] {
+    public static func preprocessorJSON(_ p: ImagePreprocessing) -> [String: Any] {
         ["image_processor_type": "CLIPImageProcessor", "do_resize": true, "size": ["shortest_edge": p.shortestEdge],
          "resample": 3, "do_center_crop": true, "crop_size": ["height": p.size, "width": p.size], "do_rescale": true,
          "rescale_factor": 1.0 / 255.0, "do_normalize": true, "image_mean": p.mean, "image_std": p.std, "do_convert_rgb": true]

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Byte-level BPE with CLIP's "</w>" end-of-word suffix, working on token ids.
-final class BytePairEncoder: @unchecked Sendable {
+final class BytePairEncoder: Sendable {
     /// Where a vocabulary and its merges came from, for error messages.
     struct Sources {
         let vocab: URL
@@ -117,6 +117,7 @@ final class BytePairEncoder: @unchecked Sendable {
 
 /// Words already encoded, keyed by their UTF-8 bytes (not `String`, whose equality is canonical
 /// equivalence: "ǰ" and "j\u{30C}" are equal strings but different BPE inputs).
+/// Unchecked: every access to `words` holds `lock` (Mutex needs macOS 15; the package targets 14).
 final class WordCache: @unchecked Sendable {
     private var words: [[UInt8]: [Int]] = [:]
     private let lock = NSLock()

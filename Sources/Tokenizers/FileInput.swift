@@ -63,7 +63,7 @@ enum FileInput {
         let chunkSize = 1 << 16
         var chunk = [UInt8](repeating: 0, count: chunkSize)
         input.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
-            stream.next_in = UnsafeMutablePointer(mutating: raw.bindMemory(to: Bytef.self).baseAddress)
+            stream.next_in = UnsafeMutablePointer(mutating: raw.baseAddress?.assumingMemoryBound(to: Bytef.self))
             stream.avail_in = uInt(raw.count)
             repeat {
                 chunk.withUnsafeMutableBufferPointer { buffer in

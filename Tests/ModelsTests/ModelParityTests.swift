@@ -168,3 +168,33 @@ struct TransformersRoundTripTests {
         #expect((Double(fields[1]) ?? 1) <= 1e-4 && (Double(fields[2]) ?? 1) <= 1e-4, "\(name): \(output)")
     }
 }
+
+@Suite("Checkpoint tokenizers")
+struct CheckpointTokenizerTests {
+    /// Our WordPiece tokenizer and BERT together reproduce sentence-transformers from raw text.
+    @Test func miniLMFromTextMatchesSentenceTransformers() throws {
+        let directory = "\(repositoryRoot)/.deps/assets/all-MiniLM-L6-v2"
+        guard FileManager.default.fileExists(atPath: "\(directory)/vocab.txt") else {
+            Issue.record("\(directory) is missing: run Scripts/bootstrap")
+            return
+        }
+        let checkpoint = try Pretrained.load(directory)
+        guard case .textEncoder(let bert, _) = checkpoint.model else { return }
+        let sentences = try JSONDecoder().decode([String].self, from: Data(contentsOf: URL(fileURLWithPath: Fixture.path("minilm_sentences.json"))))
+        let (ids, mask) = try checkpoint.tokenizer().encode(sentences)
+        let f = try SafeTensors.load(Fixture.path("minilm.safetensors"))
+        #expect(ids.equal(f["input_ids"]!), "token ids differ from sentence-transformers'")
+        #expect(mask.equal(f["attention_mask"]!))
+        let embeddings = withNoGrad { F.normalize(bert.pooled(ids: ids, attentionMask: mask), dim: -1) }
+        #expect(maxDifference(embeddings, f["embeddings"]!) <= 1e-5)
+    }
+
+    @Test func tensorTokenizerPadsToTheLongest() throws {
+        let tokenizer = try TensorTokenizer.openCLIP(mergesGz: "\(repositoryRoot)/.deps/assets/bpe_simple_vocab_16e6.txt.gz")
+        let (ids, mask) = tokenizer.encode(["a photo of a cat", "a dog"])
+        #expect(ids.shape == [2, 7] && mask.shape == [2, 7])
+        #expect(ids.toArray(Int.self)[0] == 49406)
+        #expect(mask.sum().item(Int.self) == 7 + 4)
+        #expect(ids[1, 4...].toArray(Int.self) == [49407, 49407, 49407])   // padded with the end token, as transformers
+    }
+}

@@ -1,0 +1,398 @@
+import Foundation
+
+/// One training run, as described by a recipe file (`Recipes/*.json`, snake_case keys).
+///
+/// Every property starts at its documented default, so a recipe file names only what it changes.
+/// `Recipe.decode(_:file:defaultName:)` reads and validates a file, `resolvedJSON()` writes the
+/// recipe back with every default filled in. These types are plain values with no dependency on the
+/// rest of the project; the trainer maps them onto models, optimizers and data pipelines.
+public struct Recipe: Sendable, Equatable {
+    /// Run name (logs, checkpoint folder). Default: the recipe file's base name.
+    public var name: String
+    /// Seed for initialisation, shuffling and augmentation.
+    public var seed: Int = 0
+    /// What to train: a whole dual encoder, or a vision and a text tower.
+    public var model = ModelSection()
+    /// Training and validation data, batching and augmentation.
+    public var data: DataSection
+    /// The contrastive loss.
+    public var loss = LossSection()
+    /// Optimizer, weight decay, gradient clipping and accumulation.
+    public var optimizer = OptimizerSection()
+    /// Learning-rate schedule.
+    public var schedule = ScheduleSection()
+    /// When and what to evaluate.
+    public var eval = EvalSection()
+    /// Early stopping on an evaluation metric; nil (the default) trains to the end.
+    public var earlyStopping: EarlyStoppingSection?
+    /// Where and which checkpoints to keep.
+    public var checkpoint = CheckpointSection()
+    /// Numeric precision of the forward and backward passes.
+    public var precision: Precision = .fp32
+    /// Passes over the training data. At least one of `epochs` and `maxSteps` is set; with both,
+    /// training stops at whichever comes first.
+    public var epochs: Int?
+    /// Optimizer steps to train for (see `epochs`).
+    public var maxSteps: Int?
+    /// Steps between two log lines.
+    public var logEverySteps = 10
+    /// Steps with a NaN or infinite loss that are skipped before training fails; 0 fails at the first.
+    public var maxNonFiniteSteps = 5
+    /// Resume from a checkpoint of this run; nil starts afresh.
+    public var resume: ResumePolicy?
+
+    /// A recipe with every default; `epochs` or `maxSteps` must still be set for it to be valid.
+    public init(name: String, train: Source, epochs: Int? = nil, maxSteps: Int? = nil) {
+        self.name = name
+        self.data = DataSection(train: train)
+        self.epochs = epochs
+        self.maxSteps = maxSteps
+    }
+}
+
+// MARK: - Choices
+
+extension Recipe {
+    /// Transformer activations (Hugging Face `hidden_act` names).
+    public enum HiddenAct: String, Sendable, CaseIterable {
+        case gelu
+        case geluNew = "gelu_new"
+        case geluPytorchTanh = "gelu_pytorch_tanh"
+        case quickGelu = "quick_gelu"
+        case relu
+    }
+
+    /// How the text tower turns token states into one embedding.
+    public enum TextPooling: String, Sendable, CaseIterable {
+        /// The model's own pooler (CLIP: the end-of-text token; BERT: the pooler layer).
+        case pooler
+        /// Mean over the non-padding tokens (sentence-transformers).
+        case mean
+        /// The first token's state.
+        case cls
+    }
+
+    /// What the loader does with an unreadable sample.
+    public enum BadSamplePolicy: String, Sendable, CaseIterable {
+        /// Log it and go on.
+        case skip
+        /// Stop training.
+        case fail
+    }
+
+    public enum LossType: String, Sendable, CaseIterable {
+        /// Softmax cross-entropy in both directions (CLIP / InfoNCE).
+        case clip
+        /// Pairwise sigmoid loss (SigLIP).
+        case siglip
+    }
+
+    public enum OptimizerType: String, Sendable, CaseIterable {
+        case adamw
+        case sgd
+    }
+
+    public enum ScheduleType: String, Sendable, CaseIterable {
+        /// Warmup, then half a cosine down to 0 at the last step.
+        case cosine
+        /// Warmup, then the base rate.
+        case constant
+        /// Warmup, the base rate, then a decay to `endLR` over the last `cooldownSteps`.
+        case constCooldown = "const_cooldown"
+        /// Warmup, then multiplied by `gamma` every `stepEvery` steps.
+        case step
+        /// Warmup, then a straight line down to `endLR` at the last step.
+        case linear
+    }
+
+    /// Whether a larger or a smaller metric is better.
+    public enum MetricMode: String, Sendable, CaseIterable {
+        case max
+        case min
+    }
+
+    public enum Precision: String, Sendable, CaseIterable {
+        case fp32
+        case bf16
+    }
+
+    public enum ResumePolicy: String, Sendable, CaseIterable {
+        /// The newest checkpoint in the run's checkpoint folder.
+        case latest
+    }
+}
+
+// MARK: - model
+
+extension Recipe {
+    /// `model`: either one Hugging Face dual-encoder checkpoint (`checkpoint`), or two towers.
+    public struct ModelSection: Sendable, Equatable {
+        /// Folder of a whole CLIP-style dual encoder. When set, `vision` and `text` are not read
+        /// from the recipe (they keep their defaults and are ignored).
+        public var checkpoint: String?
+        public var vision = VisionTower()
+        public var text = TextTower()
+        /// Size of the shared embedding space both towers project into.
+        public var projectionDim = 512
+        /// Initial log of the logit scale (2.6592 = ln(1 / 0.07), CLIP's).
+        public var logitScaleInit = 2.6592
+        /// Which vision layers train.
+        public var lockVision = TowerLock()
+        /// Which text layers train.
+        public var lockText = TowerLock()
+
+        public init() {}
+    }
+
+    /// `model.vision`: a ViT, from a checkpoint or built from the sizes below (ViT-B/32 by default).
+    public struct VisionTower: Sendable, Equatable {
+        /// Folder of a Hugging Face vision model; when set, its `config.json` decides the architecture.
+        public var checkpoint: String?
+        public var imageSize = 224
+        public var patchSize = 32
+        public var hiddenSize = 768
+        public var numHiddenLayers = 12
+        public var numAttentionHeads = 12
+        public var intermediateSize = 3072
+        public var hiddenAct: HiddenAct = .quickGelu
+
+        public init() {}
+    }
+
+    /// `model.text`: a text transformer, from a checkpoint or built from the sizes below
+    /// (CLIP's text tower by default).
+    public struct TextTower: Sendable, Equatable {
+        /// Folder of a Hugging Face text model (CLIP text, BERT…); when set, its `config.json`
+        /// decides the architecture.
+        public var checkpoint: String?
+        public var pooling: TextPooling = .pooler
+        public var vocabSize = 49408
+        public var hiddenSize = 512
+        public var numHiddenLayers = 12
+        public var numAttentionHeads = 8
+        public var intermediateSize = 2048
+        public var maxPositionEmbeddings = 77
+        public var hiddenAct: HiddenAct = .quickGelu
+        /// A tokenizer folder (`vocab.json` + `merges.txt`, or `vocab.txt`) or open_clip's
+        /// `bpe_simple_vocab_16e6.txt.gz`; nil uses the checkpoint's.
+        public var tokenizer: String?
+
+        public init() {}
+    }
+
+    /// `model.lock_vision` / `model.lock_text`: how much of a tower trains.
+    public struct TowerLock: Sendable, Equatable {
+        /// -1: everything trains; 0: the whole tower is frozen; k > 0: the last k layers and the
+        /// final norms train, the rest is frozen (LiT style).
+        public var unlockedLayers = -1
+
+        public init(unlockedLayers: Int = -1) { self.unlockedLayers = unlockedLayers }
+    }
+}
+
+// MARK: - data
+
+extension Recipe {
+    /// `data`: where samples come from and how they are batched and augmented.
+    public struct DataSection: Sendable, Equatable {
+        /// Training samples (required).
+        public var train: Source
+        /// Validation samples for evaluation; nil: no validation set.
+        public var val: Source?
+        /// Side of the square training images; nil: the vision tower's image size.
+        public var imageSize: Int?
+        public var batchSize = 64
+        /// Decoding threads.
+        public var threads = 2
+        /// Samples held for shuffling a shard stream.
+        public var shuffleBuffer = 2000
+        public var badSamples: BadSamplePolicy = .skip
+        public var augmentation = Augmentation()
+        public var textAugmentation = TextAugmentation()
+        /// Precompute the teacher's embeddings once (distillation).
+        public var cacheTeacher = false
+
+        public init(train: Source) { self.train = train }
+    }
+
+    /// A data source: WebDataset shards, or a CSV/TSV/JSONL manifest.
+    public enum Source: Sendable, Equatable {
+        /// A shard pattern with braces and globs, e.g. `train-{0000..0003}.tar.zst`.
+        case shards(String)
+        case manifest(Manifest)
+    }
+
+    /// A manifest file listing image paths and captions.
+    public struct Manifest: Sendable, Equatable {
+        public var path: String
+        public var imageColumn = "image_path"
+        public var captionColumn = "caption"
+        /// Class labels for zero-shot evaluation, when present.
+        public var labelColumn: String?
+        /// CSV field separator; nil: chosen from the file extension (`,`, or tab for `.tsv`).
+        public var separator: Character?
+
+        public init(path: String) { self.path = path }
+    }
+
+    /// `data.augmentation`: random image transforms, each with its probability.
+    public struct Augmentation: Sendable, Equatable {
+        /// nil disables it (`"random_resized_crop": null`).
+        public var randomResizedCrop: RandomResizedCrop? = RandomResizedCrop()
+        /// Probability of a horizontal flip.
+        public var horizontalFlip = 0.0
+        public var rotation: Rotation?
+        public var colorJitter: ColorJitter?
+
+        public init() {}
+    }
+
+    /// torchvision's RandomResizedCrop.
+    public struct RandomResizedCrop: Sendable, Equatable {
+        /// [low, high]: range of the crop's area as a fraction of the image.
+        public var scale: [Double] = [0.9, 1.0]
+        /// [low, high]: range of the crop's aspect ratio.
+        public var ratio: [Double] = [0.75, 4.0 / 3.0]
+
+        public init() {}
+    }
+
+    public struct Rotation: Sendable, Equatable {
+        public var probability: Double
+        /// The angle is uniform in ±degrees.
+        public var degrees: Double
+        /// RGB fill for the uncovered corners.
+        public var fill: [UInt8] = [0, 0, 0]
+
+        public init(probability: Double, degrees: Double) {
+            self.probability = probability
+            self.degrees = degrees
+        }
+    }
+
+    /// torchvision's ColorJitter: factors uniform in [1 - x, 1 + x], hue in ±hue.
+    public struct ColorJitter: Sendable, Equatable {
+        public var probability: Double
+        public var brightness = 0.0
+        public var contrast = 0.0
+        public var saturation = 0.0
+        public var hue = 0.0
+
+        public init(probability: Double) { self.probability = probability }
+    }
+
+    /// `data.text_augmentation`: EDA caption operations; all 0 (the default) leaves captions alone.
+    public struct TextAugmentation: Sendable, Equatable {
+        public var synonymReplacement = 0.0
+        public var randomInsertion = 0.0
+        public var randomSwap = 0.0
+        public var randomDeletion = 0.0
+
+        public init() {}
+    }
+}
+
+// MARK: - loss, optimizer, schedule
+
+extension Recipe {
+    /// `loss`.
+    public struct LossSection: Sendable, Equatable {
+        public var type: LossType = .clip
+        /// The learned log logit scale is clamped to this (ln 100, CLIP's).
+        public var logitScaleMax = 4.605170185988092
+
+        public init() {}
+    }
+
+    /// `optimizer`. `betas` and `eps` apply to AdamW, `momentum` and `nesterov` to SGD.
+    public struct OptimizerSection: Sendable, Equatable {
+        public var type: OptimizerType = .adamw
+        /// Base (peak) learning rate.
+        public var lr = 5e-4
+        /// AdamW's (β1, β2), two values.
+        public var betas: [Double] = [0.9, 0.98]
+        public var eps = 1e-6
+        public var weightDecay = 0.2
+        public var momentum = 0.9
+        public var nesterov = false
+        /// Exempt embedding tables from weight decay too (biases, norms and the logit scale
+        /// always are).
+        public var noDecayEmbeddings = false
+        /// Largest global gradient norm; nil: no clipping.
+        public var gradClip: Double? = 1.0
+        /// Batches whose gradients add up to one optimizer step.
+        public var accumulationSteps = 1
+
+        public init() {}
+    }
+
+    /// `schedule`: learning rate as a function of the step, after `warmupSteps` of linear warmup.
+    public struct ScheduleSection: Sendable, Equatable {
+        public var type: ScheduleType = .cosine
+        public var warmupSteps = 0
+        /// `const_cooldown`: length of the final decay (required for that type).
+        public var cooldownSteps: Int?
+        /// `const_cooldown`: exponent of the decay.
+        public var cooldownPower = 1.0
+        /// `const_cooldown` and `linear`: the rate at the end.
+        public var endLR = 0.0
+        /// `step`: steps between two decays (required for that type).
+        public var stepEvery: Int?
+        /// `step`: factor applied at each decay.
+        public var gamma = 0.1
+
+        public init() {}
+    }
+}
+
+// MARK: - eval, early stopping, checkpoints
+
+extension Recipe {
+    /// `eval`: evaluations on `data.val`.
+    public struct EvalSection: Sendable, Equatable {
+        /// Also evaluate every this many steps; nil: only at epoch ends (if `everyEpoch`).
+        public var everySteps: Int?
+        /// Evaluate at the end of every epoch.
+        public var everyEpoch = true
+        /// Image-text retrieval metrics (R@k in both directions).
+        public var retrieval = true
+        /// Zero-shot classification; nil: off.
+        public var zeroshot: ZeroShot?
+        /// Evaluation batch size; nil: `data.batchSize`.
+        public var batchSize: Int?
+
+        public init() {}
+    }
+
+    /// `eval.zeroshot`.
+    public struct ZeroShot: Sendable, Equatable {
+        /// JSON file `{"classes": [...], "templates": [...]}`.
+        public var classes: String
+
+        public init(classes: String) { self.classes = classes }
+    }
+
+    /// `early_stopping`: stop when `metric` has not improved by `minDelta` for `patience` evaluations.
+    public struct EarlyStoppingSection: Sendable, Equatable {
+        public var metric = "image_to_text_R@1"
+        public var mode: MetricMode = .max
+        public var patience = 5
+        public var minDelta = 0.0
+
+        public init() {}
+    }
+
+    /// `checkpoint`.
+    public struct CheckpointSection: Sendable, Equatable {
+        /// Folder that holds the run's checkpoints (how runs are laid out in it is the trainer's choice).
+        public var directory = "Checkpoints"
+        /// Keep the checkpoint that scored best in evaluation.
+        public var keepBest = true
+        /// Keep the newest checkpoint (what `resume: latest` reads).
+        public var keepLast = true
+        /// Also save every this many steps; nil: only after evaluations and at the end.
+        public var everySteps: Int?
+
+        public init() {}
+    }
+}
