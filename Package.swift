@@ -70,6 +70,14 @@ let package = Package(
             dependencies: ["Data", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
+            name: "train",
+            dependencies: ["Training", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "eval",
+            dependencies: ["Training", "Models", "Data", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
             name: "embed",
             dependencies: ["Models", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),

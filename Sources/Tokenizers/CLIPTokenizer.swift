@@ -238,3 +238,20 @@ enum CLIPPreTokenizer {
         index + prefix.count <= scalars.count && scalars[index..<(index + prefix.count)].elementsEqual(prefix)
     }
 }
+
+extension CLIPTokenizer {
+    /// Writes Hugging Face's `vocab.json` and `merges.txt` for open_clip's merges file, so a
+    /// model trained with open_clip's tokenizer is saved with the files transformers loads.
+    public static func writeHuggingFaceFiles(fromOpenCLIPMerges gz: URL, to folder: URL) throws {
+        let lines = try FileInput.gzipText(gz).split(separator: "\n", omittingEmptySubsequences: false)
+        guard lines.count > 48894 else { throw TokenizerError(file: gz, "has \(lines.count) lines; open_clip's merges file has 262,146") }
+        let merges = lines[1...48894].map(String.init)
+        var tokens = ByteLevel.orderedPairs.map { String(Character($0.1)) }
+        tokens += tokens.map { $0 + "</w>" }
+        tokens += merges.map { $0.split(separator: " ").joined() }
+        tokens += ["<|startoftext|>", "<|endoftext|>"]
+        let vocab = Dictionary(tokens.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        try JSONSerialization.data(withJSONObject: vocab, options: [.sortedKeys]).write(to: folder.appendingPathComponent("vocab.json"))
+        try Data(("#version: 0.2\n" + merges.joined(separator: "\n") + "\n").utf8).write(to: folder.appendingPathComponent("merges.txt"))
+    }
+}

@@ -119,16 +119,7 @@ enum Shared {
     }
 }
 
-/// Writes Hugging Face's vocab.json and merges.txt for open_clip's merges, as the fixture script
-/// does, so the tests can load CLIP through the Hugging Face file path.
+/// Writes Hugging Face's vocab.json and merges.txt for open_clip's merges (the library's own function).
 func writeHuggingFaceCLIPFiles(from gz: URL, to folder: URL) throws {
-    let lines = try FileInput.gzipText(gz).split(separator: "\n", omittingEmptySubsequences: false)
-    let merges = lines[1...48894].map(String.init)
-    var tokens = ByteLevel.orderedPairs.map { String(Character($0.1)) }
-    tokens += tokens.map { $0 + "</w>" }
-    tokens += merges.map { $0.split(separator: " ").joined() }
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    let vocab = Dictionary(uniqueKeysWithValues: tokens.enumerated().map { ($1, $0) })
-    try JSONSerialization.data(withJSONObject: vocab).write(to: folder.appendingPathComponent("vocab.json"))
-    try Data(("#version: 0.2\n" + merges.joined(separator: "\n") + "\n").utf8).write(to: folder.appendingPathComponent("merges.txt"))
+    try CLIPTokenizer.writeHuggingFaceFiles(fromOpenCLIPMerges: gz, to: folder)
 }

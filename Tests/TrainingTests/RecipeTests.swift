@@ -388,6 +388,10 @@ struct RecipeTests {
         #expect(r.model.vision.imageSize == 64 && r.model.vision.patchSize == 16)
         #expect(r.eval.zeroshot?.classes == "c.json")
         #expect(r.data.augmentation.rotation == Recipe.Rotation(probability: 0.5, degrees: 10))
+
+        // A null section is replaced by a new object too.
+        let off = #"{"data": {"train": {"shards": "t"}, "val": {"shards": "v"}}, "epochs": 1, "early_stopping": null}"#
+        #expect(try override(["early_stopping.patience=2"], off).earlyStopping?.patience == 2)
     }
 
     @Test func overrideWithUnknownKeyIsCaughtByValidation() throws {
@@ -524,6 +528,12 @@ struct RecipeTests {
         // With the files there (and a glob that matches), nothing is reported.
         let existing: Set<String> = ["/repo/vit/config.json", "\(home)/bpe_simple_vocab_16e6.txt.gz", "/repo/val.csv"]
         #expect(pathProblems(r, existing: existing, glob: { $0 == "/data/train-*.tar" ? ["/data/train-0.tar"] : [] }) == [])
+        // Every wildcard goes to glob; a name without one must exist itself.
+        for pattern in ["/data/t-?.tar", "/data/t-[01].tar"] {
+            r.data.train = .shards(pattern)
+            #expect(pathProblems(r, existing: existing, glob: { $0 == pattern ? ["/data/t-0.tar"] : [] }) == [])
+        }
+        r.data.train = .shards("/data/train-*.tar")
 
         // A whole checkpoint needs its config and tokenizer; the towers' paths are then not read.
         var whole = r

@@ -106,7 +106,7 @@ extension Recipe {
         let digits = reason[marker.upperBound...].prefix { $0.isNumber }
         guard let offset = Int(digits), offset <= data.count else { return "malformed JSON: \(reason)" }
         reason = String(reason[..<marker.lowerBound])
-        let before = data.prefix(offset)
+        let before = Array(data.prefix(offset))   // an Array, so indices start at 0 even for a Data slice
         let line = before.reduce(1) { $1 == UInt8(ascii: "\n") ? $0 + 1 : $0 }
         let column = offset - (before.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0) + 1
         return "malformed JSON at line \(line), column \(column): \(reason.lowercased())"
