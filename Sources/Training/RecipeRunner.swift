@@ -32,6 +32,8 @@ public enum RecipeRunner {
                 throw TrainingError(message: "model.checkpoint \(path) is a text-only model; give it as model.text.checkpoint with a vision tower")
             }
             let preprocessing = checkpoint.preprocessing ?? ImagePreprocessing(size: recipe.data.imageSize ?? 224)
+            lock(model.visionModel, unlockedLayers: m.lockVision.unlockedLayers)
+            lock(model.textModel, unlockedLayers: m.lockText.unlockedLayers)
             return (model, try checkpoint.tokenizer(), path, preprocessing)
         }
         let vision: any ImageTower

@@ -40,6 +40,8 @@ public struct TrainingSetup {
     public var extraLossTerms: ((Batch, _ imageFeatures: Tensor, _ textFeatures: Tensor) -> [String: Tensor])?
     /// The model's config.json (Hugging Face layout) written into checkpoints.
     public var configJSON: [String: Any]
+    /// Called after every completed step with the global step (monitoring, tests).
+    public var onStep: ((Int) -> Void)?
     public var preprocessing: ImagePreprocessing
     public var tokenizerFolder: String?
     public var recipeJSON: Data?
@@ -160,6 +162,7 @@ public final class Trainer {
                 }
                 if let every = setup.checkpointEverySteps, state.globalStep % every == 0 { try saveLast() }
                 if state.globalStep >= setup.totalSteps { stop = true }
+                setup.onStep?(state.globalStep)
                 if interrupted.load(ordering: .relaxed) {
                     try saveLast()
                     progress.finish()
