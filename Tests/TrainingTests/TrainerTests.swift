@@ -81,28 +81,31 @@ struct TrainerTests {
     /// A run killed with SIGKILL at a random moment and resumed ends bit-identical to an
     /// uninterrupted run.
     @Test func killedAndResumedRunIsBitIdentical() async throws {
+        // Each phase runs in its own process: the global RNG and thread count of this test
+        // process are shared with tests running in parallel.
         let runs = temporaryFolder()
         let steps = 12
-        let reference = try tinyRecipe(runs, name: "uninterrupted", steps: steps)
-        try Trainer(try RecipeRunner.setup(reference, resolved: nil), resume: false).run()
-
+        await #expect(processExitsWith: .success) { [runs = runs as String, steps = steps as Int] in
+            try Trainer(try RecipeRunner.setup(try tinyRecipe(runs, name: "uninterrupted", steps: steps), resolved: nil), resume: false).run()
+        }
         let killStep = Int.random(in: 3...(steps - 1))   // after at least one checkpoint (every 2 steps)
         await #expect(processExitsWith: .signal(SIGKILL)) { [runs = runs as String, killStep = killStep as Int, steps = steps as Int] in
-            let recipe = try tinyRecipe(runs, name: "interrupted", steps: steps)
-            var setup = try RecipeRunner.setup(recipe, resolved: nil)
+            var setup = try RecipeRunner.setup(try tinyRecipe(runs, name: "interrupted", steps: steps), resolved: nil)
             setup.onStep = { step in if step == killStep { kill(getpid(), SIGKILL) } }   // no chance to save
             try Trainer(setup, resume: false).run()
         }
         let killedAt = (try? Checkpoint.readState("\(runs)/interrupted/last").globalStep) ?? 0
         #expect(killedAt <= killStep && killedAt >= 2)
-        let resumed = try tinyRecipe(runs, name: "interrupted", steps: steps)
-        let trainer = try Trainer(try RecipeRunner.setup(resumed, resolved: nil), resume: true)
-        #expect(trainer.state.globalStep == killedAt)
-        try trainer.run()
+        await #expect(processExitsWith: .success) { [runs = runs as String, steps = steps as Int, killedAt = killedAt as Int] in
+            let trainer = try Trainer(try RecipeRunner.setup(try tinyRecipe(runs, name: "interrupted", steps: steps), resolved: nil), resume: true)
+            guard trainer.state.globalStep == killedAt else { exit(3) }
+            try trainer.run()
+        }
         print("killed at step \(killStep) (last checkpoint: step \(killedAt)), resumed to \(steps)")
         let a = try weights("\(runs)/uninterrupted/last"), b = try weights("\(runs)/interrupted/last")
         #expect(Set(a.keys) == Set(b.keys))
         for (key, t) in a { #expect(b[key]!.equal(t), "\(key) differs after resume") }
+        #expect(try Checkpoint.readState("\(runs)/interrupted/last").globalStep == steps)
     }
 
     @Test func accumulationAndSigLIPAndBF16Run() throws {
