@@ -158,7 +158,7 @@ public final class Trainer {
                 }
                 if let every = setup.evalEverySteps, state.globalStep % every == 0 {
                     lastEval = try evaluate()
-                    if earlyStop() { stop = true }
+                    if try earlyStop(lastEval) { stop = true }
                 }
                 if let every = setup.checkpointEverySteps, state.globalStep % every == 0 { try saveLast() }
                 if state.globalStep >= setup.totalSteps { stop = true }
@@ -179,13 +179,13 @@ public final class Trainer {
                 state.samplesSeenInEpoch = 0
                 if setup.evalEveryEpoch {
                     lastEval = try evaluate()
-                    if earlyStop() { stop = true }
+                    if try earlyStop(lastEval) { stop = true }
                 }
             }
         }
         if lastEval.isEmpty || (setup.evalEverySteps.map { state.globalStep % $0 != 0 } ?? !setup.evalEveryEpoch) {
             lastEval = try evaluate()
-            _ = earlyStop()
+            _ = try earlyStop(lastEval)
         }
         if setup.keepLast { try saveLast() }
         progress.finish()
@@ -247,7 +247,6 @@ public final class Trainer {
         guard let validation = setup.validation else { return [:] }
         progress.message("evaluating at step \(state.globalStep)…")
         let values = try Evaluation.evaluate(setup.model, loader: validation, tokenizer: setup.tokenizer, zeroShot: setup.zeroShot)
-        try log(.eval, values)
         let summary = ["image_to_text_R@1", "text_to_image_R@1", "zeroshot_top1", "clip_val_loss"].compactMap { key in
             values[key].map { String(format: "%@ %.4f", key, $0) }
         }.joined(separator: ", ")
@@ -255,11 +254,12 @@ public final class Trainer {
         return values
     }
 
-    /// Feeds early stopping with the last evaluation; saves `best/` on improvement. True to stop.
-    private func earlyStop() -> Bool {
-        guard var stopping = state.earlyStopping, let value = records.last(where: { $0.kind == .eval })?.values[stopping.metric] else {
-            return false
-        }
+    /// Feeds early stopping with an evaluation, saves `best/` on improvement, then logs the
+    /// evaluation (with the best step as of now). True to stop.
+    private func earlyStop(_ values: [String: Double]) throws -> Bool {
+        guard !values.isEmpty else { return false }
+        defer { try? log(.eval, values) }
+        guard var stopping = state.earlyStopping, let value = values[stopping.metric] else { return false }
         let decision = stopping.update(value, step: state.globalStep)
         state.earlyStopping = stopping
         switch decision {
