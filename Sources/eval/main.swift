@@ -37,13 +37,14 @@ struct Eval: ParsableCommand {
         if results.count == 2 {
             let keys = Set(results[0].keys).intersection(results[1].keys).sorted()
             output["difference_b_minus_a"] = Dictionary(uniqueKeysWithValues: keys.map { ($0, results[1][$0]! - results[0][$0]!) })
-            var table = String(format: "%-26@ %10@ %10@ %10@\n", "metric", "A", "B", "B - A")
+            func column(_ s: String, _ width: Int) -> String { s.padding(toLength: Swift.max(width, s.count), withPad: " ", startingAt: 0) }
+            var table = column("metric", 28) + "         A          B      B - A\n"
             for key in keys {
-                table += String(format: "%-26@ %10.4f %10.4f %+10.4f\n", key, results[0][key]!, results[1][key]!, results[1][key]! - results[0][key]!)
+                table += column(key, 28) + String(format: "%10.4f %10.4f %+10.4f\n", results[0][key]!, results[1][key]!, results[1][key]! - results[0][key]!)
             }
             FileHandle.standardError.write(Data(table.utf8))
         }
-        let json = try JSONSerialization.data(withJSONObject: output, options: [.prettyPrinted, .sortedKeys])
+        let json = try JSONSerialization.data(withJSONObject: output, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         print(String(decoding: json, as: UTF8.self))
     }
 }

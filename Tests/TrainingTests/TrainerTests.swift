@@ -118,6 +118,18 @@ struct TrainerTests {
         }
     }
 
+    @Test func nonFiniteLossesAreSkippedThenStopTheRun() throws {
+        let runs = temporaryFolder()
+        let recipe = try tinyRecipe(runs, name: "nan", steps: 6, extra: ["max_non_finite_steps=2"])
+        let setup = try RecipeRunner.setup(recipe, resolved: nil)
+        // Poison the weights: every forward pass now gives NaN.
+        withNoGrad { setup.model.visualProjection.weight.fill_(Double.nan) }
+        let error = #expect(throws: TrainingError.self) { try Trainer(setup, resume: false).run() }
+        #expect(error?.message.contains("2 non-finite losses in a row") == true)
+        #expect(error?.message.contains("lower optimizer.lr") == true)
+        #expect(FileManager.default.fileExists(atPath: "\(runs)/nan/last/model.safetensors"))
+    }
+
     @Test func lockingFreezesAllButTheLastLayers() throws {
         let runs = temporaryFolder()
         let recipe = try tinyRecipe(runs, name: "lock", steps: 2, extra: ["model.lock_vision.unlocked_layers=1", "model.lock_text.unlocked_layers=0"])
