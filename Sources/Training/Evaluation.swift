@@ -92,7 +92,7 @@ public enum Evaluation {
     /// Runs a model over a whole (unshuffled, unaugmented) loader: retrieval metrics, the mean
     /// contrastive loss over its batches (`clip_val_loss`) and, with classes, zero-shot accuracy.
     public static func evaluate(_ model: DualEncoder, loader: DataLoader, tokenizer: CaptionTokenizer,
-                                zeroShot: ZeroShotClasses? = nil) throws -> [String: Double] {
+                                zeroShot: ZeroShotClasses? = nil, retrieval: Bool = true) throws -> [String: Double] {
         model.eval()
         defer { model.train() }
         var images: [Tensor] = [], texts: [Tensor] = [], labels: [String?] = []
@@ -115,7 +115,7 @@ public enum Evaluation {
             throw DataFileError(file: "validation data", reason: "has no usable samples (\(epoch.skippedCount) skipped)")
         }
         let imageFeatures = Tensor.cat(images), textFeatures = Tensor.cat(texts)
-        var metrics = retrievalMetrics(imageFeatures: imageFeatures, textFeatures: textFeatures, logitScale: model.logitScale)
+        var metrics = retrieval ? retrievalMetrics(imageFeatures: imageFeatures, textFeatures: textFeatures, logitScale: model.logitScale) : [:]
         if count > 0 { metrics["clip_val_loss"] = lossSum / Double(count) }
         metrics["val_samples"] = Double(imageFeatures.size(0))
         if let zeroShot {

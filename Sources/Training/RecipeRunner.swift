@@ -207,6 +207,7 @@ public enum RecipeRunner {
         setup.logitScaleMax = recipe.loss.logitScaleMax
         setup.evalEverySteps = recipe.eval.everySteps
         setup.evalEveryEpoch = recipe.eval.everyEpoch
+        setup.retrieval = recipe.eval.retrieval
         setup.earlyStopping = recipe.earlyStopping.map {
             EarlyStopping(metric: $0.metric, mode: $0.mode == .max ? .max : .min, patience: $0.patience, minDelta: $0.minDelta)
         }

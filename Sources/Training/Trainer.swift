@@ -28,6 +28,8 @@ public struct TrainingSetup {
     public var stepsPerEpoch: Int?
     public var evalEverySteps: Int?
     public var evalEveryEpoch = true
+    /// Retrieval metrics in evaluations (zero-shot and the validation loss are separate).
+    public var retrieval = true
     public var earlyStopping: EarlyStopping?
     public var keepBest = true
     public var keepLast = true
@@ -150,7 +152,8 @@ public final class Trainer {
                     values["lr"] = setup.optimizer.groups.first?.learningRate ?? 0
                     values["logit_scale"] = model.logitScale.item(Double.self)
                     values["samples_per_second"] = Double(window.samples) / Swift.max(seconds, 1e-9)
-                    values["data_time"] = window.dataTime / Swift.max(seconds, 1e-9)
+                    values["data_time"] = window.dataTime / Double(Swift.max(1, setup.logEverySteps))   // seconds waiting per step
+                    values["data_wait_fraction"] = window.dataTime / Swift.max(seconds, 1e-9)
                     values["skipped_samples"] = Double(epoch.skippedCount)
                     try log(.train, values)
                     progress.update(step: state.globalStep, epoch: epochProgress, loss: total, samplesPerSecond: values["samples_per_second"]!, lr: values["lr"]!)
@@ -246,7 +249,8 @@ public final class Trainer {
     private func evaluate() throws -> [String: Double] {
         guard let validation = setup.validation else { return [:] }
         progress.message("evaluating at step \(state.globalStep)…")
-        let values = try Evaluation.evaluate(setup.model, loader: validation, tokenizer: setup.tokenizer, zeroShot: setup.zeroShot)
+        let values = try Evaluation.evaluate(setup.model, loader: validation, tokenizer: setup.tokenizer, zeroShot: setup.zeroShot,
+                                             retrieval: setup.retrieval)
         let summary = ["image_to_text_R@1", "text_to_image_R@1", "zeroshot_top1", "clip_val_loss"].compactMap { key in
             values[key].map { String(format: "%@ %.4f", key, $0) }
         }.joined(separator: ", ")

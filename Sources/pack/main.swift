@@ -24,27 +24,10 @@ struct Pack: ParsableCommand {
     func run() throws {
         let format: ManifestSource.Format? = separator.map { .csv(separator: $0.utf8.first!) }
         let source = try ManifestSource(path: manifest, format: format, imageColumn: imageColumn, captionColumn: captionColumn)
-        let writer = try ShardWriter(folder: out, prefix: prefix, samplesPerShard: shardSize)
-        var skipped = 0
-        for row in 0..<source.count {
-            do {
-                let record = try source.record(row)
-                guard case .file(let path) = record.image else { continue }
-                guard let data = FileManager.default.contents(atPath: path) else {
-                    throw SampleIssue(origin: record.origin, reason: "image file \(path) is missing or unreadable")
-                }
-                let ext = URL(fileURLWithPath: path).pathExtension.lowercased()
-                let captions = record.captions.count == 1 ? [UInt8](record.captions[0].utf8) : [UInt8](try JSONSerialization.data(withJSONObject: record.captions))
-                try writer.add(key: String(format: "%09d", row),
-                               members: [(ext.isEmpty ? "jpg" : ext, [UInt8](data)), (record.captions.count == 1 ? "txt" : "json", captions)])
-            } catch let issue as SampleIssue {
-                if badSamples == .fail { throw ValidationError("\(issue)") }
-                skipped += 1
-                FileHandle.standardError.write(Data("warning: skipped \(issue)\n".utf8))
-            }
+        let report = try ShardPacker.pack(source, into: out, prefix: prefix, samplesPerShard: shardSize, badSamples: badSamples) {
+            FileHandle.standardError.write(Data("\($0)\n".utf8))
         }
-        try writer.close()
-        print("packed \(source.count - skipped) pairs into \(writer.writtenShards.count) shards in \(out)\(skipped > 0 ? " (\(skipped) rows skipped)" : "")")
+        print("packed \(report.packed) pairs into \(report.shards.count) shards in \(out)\(report.skipped.isEmpty ? "" : " (\(report.skipped.count) rows skipped)")")
     }
 }
 

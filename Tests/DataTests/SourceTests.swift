@@ -137,3 +137,25 @@ struct SourceTests {
         #expect(throws: DataFileError.self) { try ManifestSource(path: "\(folder)/absent.csv") }
     }
 }
+
+@Suite("pack")
+struct PackTests {
+    @Test func manifestBecomesShardsThatReadBack() throws {
+        let folder = temporaryFolder()
+        let encoder = JPEGEncoder()
+        for i in 0..<5 { try Data(try encoder.encode(RGBImage(width: 8, height: 8, fill: (UInt8(i * 40), 0, 0)))).write(to: URL(fileURLWithPath: "\(folder)/\(i).jpg")) }
+        try "image_path,caption\n0.jpg,zero\n1.jpg,one\nmissing.jpg,gone\n3.jpg,three\n4.jpg,four\n".write(toFile: "\(folder)/m.csv", atomically: true, encoding: .utf8)
+        let report = try ShardPacker.pack(try ManifestSource(path: "\(folder)/m.csv"), into: "\(folder)/shards", prefix: "train", samplesPerShard: 3)
+        #expect(report.packed == 4 && report.skipped.count == 1 && report.shards.count == 2)
+        #expect(report.skipped[0].contains("m.csv:4"))
+        var captions: [String] = []
+        for shard in report.shards {
+            let reader = try ShardReader(path: shard)
+            while let r = try reader.next() { captions += try r.get().captions }
+        }
+        #expect(captions == ["zero", "one", "three", "four"])
+        #expect(throws: SampleIssue.self) {
+            try ShardPacker.pack(try ManifestSource(path: "\(folder)/m.csv"), into: "\(folder)/strict", prefix: "x", samplesPerShard: 3, badSamples: .fail)
+        }
+    }
+}
