@@ -270,7 +270,7 @@ public final class Trainer {
         case .improved:
             state.bestMetric = value
             state.bestStep = state.globalStep
-            if setup.keepBest { try? save(to: bestFolder) }
+            if setup.keepBest { try save(to: bestFolder) }
             return false
         case .wait: return false
         case .stop:
