@@ -158,12 +158,8 @@ public final class BertModel: Module, TextTower {
         case .cls:
             return hidden.select(dim: 1, index: 0)
         case .mean:
-            let mask = (attentionMask ?? Tensor.onesLike(ids)).to(hidden.dtype).unsqueeze(-1)
+            let mask = (attentionMask ?? Tensor.ones(like: ids)).to(hidden.dtype).unsqueeze(-1)
             return (hidden * mask).sum(dim: 1) / mask.sum(dim: 1).clamp(min: 1e-9)
         }
     }
-}
-
-extension Tensor {
-    static func onesLike(_ t: Tensor) -> Tensor { Tensor.ones(t.shape, dtype: t.dtype, device: t.device) }
 }

@@ -89,6 +89,11 @@ extension Tensor {
         }
     }
 
+    /// Ones with the shape, dtype and device of `other`.
+    public static func ones(like other: Tensor, file: StaticString = #fileID, line: UInt = #line) -> Tensor {
+        ones(other.shape, dtype: other.dtype, device: other.device, file: file, line: line)
+    }
+
     /// Uninitialised memory (fill it before reading).
     public static func empty(_ shape: [Int], dtype: DType = .float32, device: Device = .cpu,
                              file: StaticString = #fileID, line: UInt = #line) -> Tensor {

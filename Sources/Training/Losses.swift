@@ -30,10 +30,6 @@ public final class SigLIPLoss: Module {
         let n = logits.size(0)
         let signs = Tensor.eye(n, device: logits.device) * 2.0 - 1.0          // +1 on matching pairs, -1 elsewhere
         // -log σ(sign · logit) = BCE-with-logits(sign · logit, 1), summed over pairs, per image.
-        return F.binaryCrossEntropyWithLogits(logits * signs, Tensor.onesLike(logits), reduction: .sum) / Double(n)
+        return F.binaryCrossEntropyWithLogits(logits * signs, Tensor.ones(like: logits), reduction: .sum) / Double(n)
     }
-}
-
-extension Tensor {
-    static func onesLike(_ t: Tensor) -> Tensor { Tensor.ones(t.shape, dtype: t.dtype, device: t.device) }
 }

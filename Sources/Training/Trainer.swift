@@ -168,6 +168,7 @@ public final class Trainer {
                 setup.onStep?(state.globalStep)
                 if interrupted.load(ordering: .relaxed) {
                     try saveLast()
+                    writeCurves()
                     progress.finish()
                     FileHandle.standardError.write(Data("interrupted: saved \(lastFolder) at step \(state.globalStep); continue with --resume\n".utf8))
                     exit(130)
@@ -191,6 +192,7 @@ public final class Trainer {
             _ = try earlyStop(lastEval)
         }
         if setup.keepLast { try saveLast() }
+        writeCurves()
         progress.finish()
         return lastEval
     }
@@ -285,6 +287,11 @@ public final class Trainer {
         let record = MetricsRecord(kind: kind, step: state.globalStep, epoch: epochProgress, values: values)
         try metrics.append(record)
         records.append(record)
+        // Redrawing costs O(records): do it at evaluations (and at the end), not every log step.
+        if kind == .eval { writeCurves() }
+    }
+
+    private func writeCurves() {
         try? CurvesPlot.write(records, title: URL(fileURLWithPath: setup.runFolder).lastPathComponent, to: "\(setup.runFolder)/curves.svg")
     }
 

@@ -185,7 +185,7 @@ enum LoadFailure: Error {
 
 enum WorkItem: @unchecked Sendable {
     case row(Int)
-    case record(SampleRecord, id: Int)
+    case record(SampleRecord)
     case failed(LoadFailure)
 }
 
@@ -296,7 +296,7 @@ struct Producer {
                     while let next = try reader.next() {
                         let item: WorkItem
                         switch next {
-                        case .success(let record): item = .record(record, id: 0)
+                        case .success(let record): item = .record(record)
                         case .failure(let issue): item = .failed(.sample(issue))
                         }
                         guard options.shuffle else {
@@ -343,7 +343,7 @@ struct Worker {
         let id: Int
         switch item {
         case .failed(let failure): return .failure(failure)
-        case .record(let r, _): record = r; id = sequence
+        case .record(let r): record = r; id = sequence
         case .row(let row):
             guard case .manifest(let manifest) = loader.source else { fatalError("rows come from manifests") }
             do { record = try manifest.record(row) } catch let issue as SampleIssue { return .failure(.sample(issue)) } catch {
