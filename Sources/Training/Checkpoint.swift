@@ -1,4 +1,5 @@
 import Foundation
+import Models
 import NN
 import Optim
 import Torch
@@ -19,21 +20,34 @@ public enum Checkpoint {
     public static let optimizerFile = "optimizer.safetensors"
     public static let stateFile = "trainer_state.json"
     public static let configFile = "config.json"
+    public static let headsFile = "heads.safetensors"
 
     /// Writes the whole folder atomically (see `CheckpointDirectory`).
-    public static func save(to path: String, model: Module, config: Data?, optimizer: Optimizer?, state: TrainerState,
-                            extraFiles: [String: Data] = [:]) throws {
+    /// `files` are written beside the weights (config.json, tokenizer…); `heads` (training-only
+    /// modules such as distillation projections) go to `heads.safetensors`.
+    public static func save(to path: String, model: Module, heads: Module? = nil, optimizer: Optimizer?, state: TrainerState,
+                            files: [String: Data] = [:]) throws {
         try CheckpointDirectory.write(to: path) { folder in
             try ShardedSafeTensors.save(model.stateDict(), to: folder)
-            if let config { try config.write(to: URL(fileURLWithPath: "\(folder)/\(configFile)")) }
+            if let heads { try SafeTensors.save(heads.stateDict(), metadata: ["format": "pt"], to: "\(folder)/\(headsFile)") }
             if let optimizer {
                 try SafeTensors.save(optimizer.stateDict(), metadata: ["format": "pt"], to: "\(folder)/\(optimizerFile)")
             }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(state).write(to: URL(fileURLWithPath: "\(folder)/\(stateFile)"))
-            for (name, data) in extraFiles { try data.write(to: URL(fileURLWithPath: "\(folder)/\(name)")) }
+            for (name, data) in files { try data.write(to: URL(fileURLWithPath: "\(folder)/\(name)")) }
         }
+    }
+
+    /// The tokenizer files found in `folder`, to copy into a checkpoint.
+    public static func tokenizerFiles(from folder: String?) -> [String: Data] {
+        guard let folder else { return [:] }
+        var files: [String: Data] = [:]
+        for file in Pretrained.tokenizerFiles {
+            if let data = FileManager.default.contents(atPath: "\(folder)/\(file)") { files[file] = data }
+        }
+        return files
     }
 
     /// Reads the trainer state of a checkpoint folder.
@@ -52,9 +66,18 @@ public enum Checkpoint {
 
     /// Loads weights into `model` and moments into `optimizer`, and returns the trainer state.
     /// Everything is checked before the model is touched.
-    public static func load(from path: String, into model: Module, optimizer: Optimizer?) throws -> TrainerState {
+    public static func load(from path: String, into model: Module, heads: Module? = nil, optimizer: Optimizer?) throws -> TrainerState {
         let state = try readState(path)
         let weights = try ShardedSafeTensors.load(path)
+        var headWeights: [String: Tensor]?
+        if let heads {
+            let file = "\(path)/\(headsFile)"
+            guard FileManager.default.fileExists(atPath: file) else {
+                throw CheckpointError(path: path, reason: "has no \(headsFile) (the distillation projections), so training cannot resume exactly")
+            }
+            headWeights = try SafeTensors.load(file)
+            try heads.load(headWeights!, source: file, dryRun: true)
+        }
         let optimizerState: [String: Tensor]?
         if optimizer != nil {
             let file = "\(path)/\(optimizerFile)"
@@ -68,6 +91,7 @@ public enum Checkpoint {
         try model.load(weights, source: path, dryRun: true)
         if let optimizer, let optimizerState { try optimizer.loadStateDict(optimizerState) }
         try model.load(weights, source: path)
+        if let heads, let headWeights { try heads.load(headWeights, source: "\(path)/\(headsFile)") }
         return state
     }
 }

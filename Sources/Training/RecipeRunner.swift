@@ -175,7 +175,7 @@ public enum RecipeRunner {
 
         let o = recipe.optimizer
         var groups = ParameterGroup.standard(model, learningRate: o.lr, weightDecay: o.weightDecay, noDecayForEmbeddings: o.noDecayEmbeddings)
-        var loss: TrainingSetup.Loss = .clip
+        var loss: ContrastiveObjective.Loss = .clip
         if recipe.loss.type == .siglip {
             let siglip = SigLIPLoss()
             groups.append(ParameterGroup(name: "loss", parameters: [("loss.logit_bias", siglip.logitBias)], learningRate: o.lr, weightDecay: 0))
@@ -196,25 +196,26 @@ public enum RecipeRunner {
         let schedule = LRSchedule(kind, warmupSteps: s.warmupSteps, totalSteps: totalSteps)
         if let problem = schedule.problems.first { throw TrainingError(message: "schedule: \(problem)") }
 
-        var setup = TrainingSetup(runFolder: "\(recipe.checkpoint.directory)/\(recipe.name)", model: model, tokenizer: tokenizer, train: train,
-                                  validation: validation, zeroShot: try recipe.eval.zeroshot.map { try ZeroShotClasses.load($0.classes) },
-                                  optimizer: optimizer, schedule: schedule, totalSteps: totalSteps,
-                                  preprocessing: preprocessing, tokenizerFolder: tokenizerFolder)
+        let objective = ContrastiveObjective(encoder: model, tokenizer: tokenizer, preprocessing: preprocessing, tokenizerFolder: tokenizerFolder)
+        objective.loss = loss
+        objective.logitScaleMax = recipe.loss.logitScaleMax
+        objective.retrieval = recipe.eval.retrieval
+        objective.zeroShot = try recipe.eval.zeroshot.map { try ZeroShotClasses.load($0.classes) }
+        objective.precision = recipe.precision == .bf16 ? .bf16 : .fp32
+
+        var setup = TrainingSetup(runFolder: "\(recipe.checkpoint.directory)/\(recipe.name)", objective: objective, train: train,
+                                  validation: validation, optimizer: optimizer, schedule: schedule, totalSteps: totalSteps)
         setup.stepsPerEpoch = stepsPerEpoch
         setup.gradientClip = o.gradClip
         setup.accumulationSteps = o.accumulationSteps
-        setup.loss = loss
-        setup.logitScaleMax = recipe.loss.logitScaleMax
         setup.evalEverySteps = recipe.eval.everySteps
         setup.evalEveryEpoch = recipe.eval.everyEpoch
-        setup.retrieval = recipe.eval.retrieval
         setup.earlyStopping = recipe.earlyStopping.map {
             EarlyStopping(metric: $0.metric, mode: $0.mode == .max ? .max : .min, patience: $0.patience, minDelta: $0.minDelta)
         }
         setup.keepBest = recipe.checkpoint.keepBest
         setup.keepLast = recipe.checkpoint.keepLast
         setup.checkpointEverySteps = recipe.checkpoint.everySteps
-        setup.precision = recipe.precision == .bf16 ? .bf16 : .fp32
         setup.logEverySteps = recipe.logEverySteps
         setup.maxNonFiniteSteps = recipe.maxNonFiniteSteps
         setup.recipeJSON = resolved

@@ -8,61 +8,42 @@ import Torch
 
 /// Everything one training run needs, in domain terms (a recipe is turned into this).
 public struct TrainingSetup {
-    public enum Loss { case clip, siglip(SigLIPLoss) }
-    public enum Precision: String, Sendable { case fp32, bf16 }
-
     public var runFolder: String
-    public var model: DualEncoder
-    public var tokenizer: CaptionTokenizer
+    /// What is optimised: the model, its loss terms and its metrics.
+    public var objective: any TrainingObjective
     public var train: DataLoader
     public var validation: DataLoader?
-    public var zeroShot: ZeroShotClasses?
     public var optimizer: Optimizer
     public var schedule: LRSchedule
     public var gradientClip: Double?
-    /// Micro-batches per step; earlier micro-batches' features stay in the loss as negatives.
+    /// Micro-batches per step (the objective decides how their losses combine).
     public var accumulationSteps = 1
-    public var loss: Loss = .clip
-    public var logitScaleMax = Foundation.log(100.0)
     public var totalSteps: Int
     public var stepsPerEpoch: Int?
     public var evalEverySteps: Int?
     public var evalEveryEpoch = true
-    /// Retrieval metrics in evaluations (zero-shot and the validation loss are separate).
-    public var retrieval = true
     public var earlyStopping: EarlyStopping?
     public var keepBest = true
     public var keepLast = true
     public var checkpointEverySteps: Int?
-    public var precision: Precision = .fp32
     public var logEverySteps = 10
     public var maxNonFiniteSteps = 5
-    /// Extra loss terms for distillation: given the batch and the student's features, named terms
-    /// (each already weighted) added to the contrastive loss.
-    public var extraLossTerms: ((Batch, _ imageFeatures: Tensor, _ textFeatures: Tensor) -> [String: Tensor])?
-    /// The model's config.json (Hugging Face layout) written into checkpoints.
-    public var configJSON: [String: Any]
     /// Called after every completed step with the global step (monitoring, tests).
     public var onStep: ((Int) -> Void)?
-    public var preprocessing: ImagePreprocessing
-    public var tokenizerFolder: String?
     public var recipeJSON: Data?
 
-    public init(runFolder: String, model: DualEncoder, tokenizer: CaptionTokenizer, train: DataLoader, validation: DataLoader?,
-                zeroShot: ZeroShotClasses?, optimizer: Optimizer, schedule: LRSchedule, totalSteps: Int,
-                preprocessing: ImagePreprocessing, tokenizerFolder: String?) {
+    /// The model being trained.
+    public var model: Module { objective.model }
+
+    public init(runFolder: String, objective: any TrainingObjective, train: DataLoader, validation: DataLoader?,
+                optimizer: Optimizer, schedule: LRSchedule, totalSteps: Int) {
         self.runFolder = runFolder
-        self.model = model
-        self.tokenizer = tokenizer
+        self.objective = objective
         self.train = train
         self.validation = validation
-        self.zeroShot = zeroShot
         self.optimizer = optimizer
         self.schedule = schedule
         self.totalSteps = totalSteps
-        self.preprocessing = preprocessing
-        self.tokenizerFolder = tokenizerFolder
-        self.configJSON = Pretrained.configJSON(model)
     }
 }
 
@@ -92,7 +73,7 @@ public final class Trainer {
         self.setup = setup
         try FileManager.default.createDirectory(atPath: setup.runFolder, withIntermediateDirectories: true)
         if resume, FileManager.default.fileExists(atPath: "\(setup.runFolder)/last/\(Checkpoint.stateFile)") {
-            state = try Checkpoint.load(from: "\(setup.runFolder)/last", into: setup.model, optimizer: setup.optimizer)
+            state = try Checkpoint.load(from: "\(setup.runFolder)/last", into: setup.model, heads: setup.objective.heads, optimizer: setup.optimizer)
             try state.restoreRandomState()
             metrics = try MetricsLog(path: "\(setup.runFolder)/metrics.jsonl", resumeAt: state.globalStep)
             records = (try? MetricsLog.read("\(setup.runFolder)/metrics.jsonl")) ?? []
@@ -150,7 +131,7 @@ public final class Trainer {
                     let seconds = Date().timeIntervalSince(window.started)
                     var values = terms
                     values["lr"] = setup.optimizer.groups.first?.learningRate ?? 0
-                    values["logit_scale"] = model.logitScale.item(Double.self)
+                    values.merge(setup.objective.logValues()) { a, _ in a }
                     values["samples_per_second"] = Double(window.samples) / Swift.max(seconds, 1e-9)
                     values["data_time"] = window.dataTime / Double(Swift.max(1, setup.logEverySteps))   // seconds waiting per step
                     values["data_wait_fraction"] = window.dataTime / Swift.max(seconds, 1e-9)
@@ -204,46 +185,16 @@ public final class Trainer {
 
     /// One optimizer step over `micro` micro-batches; returns the loss terms as numbers.
     private func trainStep(_ micro: [Batch]) throws -> [String: Double] {
-        let model = setup.model
-        let tokens = micro.map { setup.tokenizer.encode($0.captions) }
-        func features(_ i: Int) -> (Tensor, Tensor) {
-            let forward = { (model.imageFeatures(micro[i].pixels), model.textFeatures(ids: tokens[i].ids, attentionMask: tokens[i].attentionMask)) }
-            return setup.precision == .bf16 ? withAutocast(.bfloat16, forward) : forward()
-        }
-        // open_clip's accumulation: features of every micro-batch first (no grad), then each
-        // micro-batch again with grad, its features spliced among the cached ones.
-        var cached: [(Tensor, Tensor)] = []
-        if micro.count > 1 { cached = withNoGrad { (0..<micro.count).map(features) } }
-        var totals: [String: Double] = [:]
         setup.optimizer.zeroGrad()
-        for i in 0..<micro.count {
-            let (image, text) = features(i)
-            var allImages = image, allTexts = text
-            if micro.count > 1 {
-                allImages = Tensor.cat(cached.enumerated().map { $0.offset == i ? image : $0.element.0 })
-                allTexts = Tensor.cat(cached.enumerated().map { $0.offset == i ? text : $0.element.1 })
-            }
-            var terms: [String: Tensor] = [:]
-            switch setup.loss {
-            case .clip: terms["contrastive_loss"] = clipLoss(imageFeatures: allImages, textFeatures: allTexts, logitScale: model.logitScale)
-            case .siglip(let s): terms["siglip_loss"] = s(imageFeatures: allImages, textFeatures: allTexts, logitScale: model.logitScale)
-            }
-            if let extra = setup.extraLossTerms {
-                for (name, t) in extra(micro[i], image, text) { terms[name] = t }
-            }
-            let total = terms.values.dropFirst().reduce(terms.values.first!) { $0 + $1 }
-            let value = total.item(Double.self)
-            totals["loss", default: 0] += value / Double(micro.count)
-            for (name, t) in terms { totals[name, default: 0] += t.item(Double.self) / Double(micro.count) }
-            guard value.isFinite else { return totals }
-            total.backward()
-        }
+        var totals = setup.objective.forwardBackward(micro)
+        guard totals["loss"]?.isFinite == true else { return totals }
         if let clip = setup.gradientClip {
-            let parameters = setup.optimizer.groups.flatMap { $0.parameters.map(\.tensor) }
+            var parameters = setup.optimizer.groups.flatMap { $0.parameters.map(\.tensor) }
+            parameters.removeAll { !$0.requiresGrad }
             if let norm = clipGradientNorm(parameters, maxNorm: clip) { totals["grad_norm"] = norm }
         }
         setup.optimizer.step()
-        withNoGrad { model.logitScale.clamp_(min: 0, max: setup.logitScaleMax) }
+        setup.objective.afterOptimizerStep()
         return totals
     }
 
@@ -251,8 +202,7 @@ public final class Trainer {
     private func evaluate() throws -> [String: Double] {
         guard let validation = setup.validation else { return [:] }
         progress.message("evaluating at step \(state.globalStep)…")
-        let values = try Evaluation.evaluate(setup.model, loader: validation, tokenizer: setup.tokenizer, zeroShot: setup.zeroShot,
-                                             retrieval: setup.retrieval)
+        let values = try setup.objective.evaluate(validation)
         let summary = ["image_to_text_R@1", "text_to_image_R@1", "zeroshot_top1", "clip_val_loss"].compactMap { key in
             values[key].map { String(format: "%@ %.4f", key, $0) }
         }.joined(separator: ", ")
@@ -299,16 +249,9 @@ public final class Trainer {
 
     private func save(to folder: String) throws {
         state.captureRandomState()
-        let model = setup.model
-        let config = try JSONSerialization.data(withJSONObject: setup.configJSON, options: [.prettyPrinted, .sortedKeys])
-        var extra: [String: Data] = [:]
-        extra["preprocessor_config.json"] = try JSONSerialization.data(withJSONObject: Pretrained.preprocessorJSON(setup.preprocessing), options: [.prettyPrinted, .sortedKeys])
-        if let source = setup.tokenizerFolder {
-            for file in Pretrained.tokenizerFiles {
-                if let data = FileManager.default.contents(atPath: "\(source)/\(file)") { extra[file] = data }
-            }
-        }
-        try Checkpoint.save(to: folder, model: model, config: config, optimizer: setup.optimizer, state: state, extraFiles: extra)
+        try Checkpoint.save(to: folder, model: setup.model, heads: setup.objective.heads, optimizer: setup.optimizer, state: state,
+                            files: try setup.objective.checkpointFiles())
+        try setup.objective.saveRunState(in: setup.runFolder)
     }
 
     private func installInterruptHandler() {

@@ -12,8 +12,9 @@ func writeVersion(_ version: Int, to path: String) throws {
     withNoGrad { model.weight.fill_(Double(version)); model.bias!.fill_(Double(version)) }
     var state = TrainerState(globalStep: version)
     state.bestMetric = Double(version)
-    try Checkpoint.save(to: path, model: model, config: Data("{\"version\": \(version)}".utf8), optimizer: nil, state: state,
-                        extraFiles: ["padding.bin": Data(repeating: UInt8(version % 256), count: 256 * 1024)])
+    try Checkpoint.save(to: path, model: model, optimizer: nil, state: state,
+                        files: ["config.json": Data("{\"version\": \(version)}".utf8),
+                                "padding.bin": Data(repeating: UInt8(version % 256), count: 256 * 1024)])
 }
 
 /// Reads a checkpoint and checks that all its parts come from one version; returns it.
@@ -48,7 +49,7 @@ struct CheckpointTests {
         state.bestStep = 1
         let data = Generator(seed: 5)
         state.captureRandomState(["data": data])
-        try Checkpoint.save(to: "\(folder)/last", model: model, config: Data("{}".utf8), optimizer: optimizer, state: state)
+        try Checkpoint.save(to: "\(folder)/last", model: model, optimizer: optimizer, state: state, files: ["config.json": Data("{}".utf8)])
         #expect(Set(try FileManager.default.contentsOfDirectory(atPath: "\(folder)/last"))
                 == ["config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"])
 
@@ -67,7 +68,7 @@ struct CheckpointTests {
     @Test func loadErrorsNameTheProblem() throws {
         let folder = temporaryFolder()
         #expect(throws: CheckpointError.self) { try Checkpoint.readState(folder) }
-        try Checkpoint.save(to: "\(folder)/c", model: Linear(3, 2), config: nil, optimizer: nil, state: TrainerState(globalStep: 3))
+        try Checkpoint.save(to: "\(folder)/c", model: Linear(3, 2), optimizer: nil, state: TrainerState(globalStep: 3))
         let wrongShape = Linear(4, 2)
         let before = wrongShape.weight.clone()
         let error = #expect(throws: StateDictError.self) { try Checkpoint.load(from: "\(folder)/c", into: wrongShape, optimizer: nil) }

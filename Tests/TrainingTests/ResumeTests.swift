@@ -53,7 +53,7 @@ struct Run {
     func save(to path: String, step: Int) throws {
         var state = TrainerState(globalStep: step)
         state.captureRandomState(["data": data])
-        try Checkpoint.save(to: path, model: model, config: nil, optimizer: optimizer, state: state)
+        try Checkpoint.save(to: path, model: model, optimizer: optimizer, state: state)
     }
 }
 

@@ -123,7 +123,7 @@ struct TrainerTests {
         let recipe = try tinyRecipe(runs, name: "nan", steps: 6, extra: ["max_non_finite_steps=2"])
         let setup = try RecipeRunner.setup(recipe, resolved: nil)
         // Poison the weights: every forward pass now gives NaN.
-        withNoGrad { setup.model.visualProjection.weight.fill_(Double.nan) }
+        withNoGrad { (setup.model as! DualEncoder).visualProjection.weight.fill_(Double.nan) }
         let error = #expect(throws: TrainingError.self) { try Trainer(setup, resume: false).run() }
         #expect(error?.message.contains("2 non-finite losses in a row") == true)
         #expect(error?.message.contains("lower optimizer.lr") == true)

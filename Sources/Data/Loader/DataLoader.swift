@@ -45,8 +45,11 @@ public struct DataLoaderOptions: Sendable {
 
 /// One collated batch.
 public struct Batch: @unchecked Sendable {
-    /// [batch, 3, size, size] float32, normalised.
+    /// [batch, 3, size, size] float32, normalised; [batch, 0] for a text-only loader.
     public let pixels: Tensor
+    /// The same augmented images through the loader's second pipeline (a teacher's own size and
+    /// normalisation), when it has one.
+    public let secondViewPixels: Tensor?
     public let captions: [String]
     /// [batch, tokens] int64 and its mask, when a tokenizer was given.
     public let tokenIds: Tensor?
@@ -64,16 +67,22 @@ public struct Batch: @unchecked Sendable {
 /// the thread count: every random choice derives from (seed, epoch, sample).
 public final class DataLoader: @unchecked Sendable {
     public let source: DatasetSource
-    public let pipeline: ImagePipeline
+    /// nil: text only (images are neither read nor decoded).
+    public let pipeline: ImagePipeline?
+    /// A second preprocessing of each image with the same random augmentation (distillation
+    /// teachers with their own image size or normalisation).
+    public let secondView: ImagePipeline?
     public let captionAugmenter: TextAugmenter?
     public let tokenizer: CaptionTokenizer?
     public let options: DataLoaderOptions
 
-    public init(source: DatasetSource, pipeline: ImagePipeline, captionAugmenter: TextAugmenter? = nil,
+    public init(source: DatasetSource, pipeline: ImagePipeline?, secondView: ImagePipeline? = nil, captionAugmenter: TextAugmenter? = nil,
                 tokenizer: CaptionTokenizer? = nil, options: DataLoaderOptions) {
         precondition(options.batchSize > 0 && options.threads > 0 && options.prefetchBatches > 0, "batch size, threads and prefetch must be positive")
+        precondition(pipeline != nil || secondView == nil, "a second view needs images")
         self.source = source
         self.pipeline = pipeline
+        self.secondView = secondView
         self.captionAugmenter = captionAugmenter
         self.tokenizer = tokenizer
         self.options = options
@@ -127,9 +136,8 @@ public final class EpochIterator {
     public func next() throws -> Batch? {
         guard !finished else { return nil }
         let options = loader.options
-        let floats = loader.pipeline.sampleCount
-        var pixels = [Float]()
-        pixels.reserveCapacity(options.batchSize * floats)
+        var pixels = [Float](), secondPixels = [Float]()
+        pixels.reserveCapacity(options.batchSize * (loader.pipeline?.sampleCount ?? 0))
         var captions: [String] = [], labels: [String?] = [], origins: [String] = []
         while captions.count < options.batchSize {
             let started = Date()
@@ -140,6 +148,7 @@ public final class EpochIterator {
             switch item {
             case .success(let sample):
                 pixels += sample.pixels
+                secondPixels += sample.secondViewPixels
                 captions.append(sample.caption)
                 labels.append(sample.label)
                 origins.append(sample.origin)
@@ -160,10 +169,13 @@ public final class EpochIterator {
             }
         }
         if captions.isEmpty || (options.dropLast && captions.count < options.batchSize) { return nil }
-        let size = loader.pipeline.preprocessing.size
-        let tensor = Tensor(pixels, shape: [captions.count, 3, size, size])
+        func images(_ pipeline: ImagePipeline?, _ floats: [Float]) -> Tensor? {
+            pipeline.map { Tensor(floats, shape: [captions.count, 3, $0.preprocessing.size, $0.preprocessing.size]) }
+        }
         let tokens = loader.tokenizer?.encode(captions)
-        return Batch(pixels: tensor, captions: captions, tokenIds: tokens?.ids, attentionMask: tokens?.attentionMask,
+        return Batch(pixels: images(loader.pipeline, pixels) ?? Tensor.zeros([captions.count, 0]),
+                     secondViewPixels: images(loader.secondView, secondPixels),
+                     captions: captions, tokenIds: tokens?.ids, attentionMask: tokens?.attentionMask,
                      labels: labels, origins: origins, epoch: epoch, position: position)
     }
 }
@@ -172,6 +184,7 @@ public final class EpochIterator {
 
 struct ProcessedSample: Sendable {
     let pixels: [Float]
+    let secondViewPixels: [Float]
     let caption: String
     let label: String?
     let origin: String
@@ -353,29 +366,39 @@ struct Worker {
         }
         let options = loader.options
         do {
-            let bytes: [UInt8]
-            switch record.image {
-            case .bytes(let b): bytes = b
-            case .file(let path):
-                guard let data = FileManager.default.contents(atPath: path) else {
-                    throw ImageDecodeError(reason: "image file \(path) is missing or unreadable")
-                }
-                bytes = [UInt8](data)
-            }
             var random = SeededRandom(seed: options.seed, epoch: epoch, index: id)
-            var pixels = [Float](repeating: 0, count: loader.pipeline.sampleCount)
-            try bytes.withUnsafeBytes { encoded in
-                try pixels.withUnsafeMutableBufferPointer { out in
-                    try loader.pipeline.process(encoded, decoder: decoder, random: &random, into: out)
+            var pixels: [Float] = [], secondPixels: [Float] = []
+            if let pipeline = loader.pipeline {
+                let bytes: [UInt8]
+                switch record.image {
+                case .bytes(let b): bytes = b
+                case .file(let path):
+                    guard let data = FileManager.default.contents(atPath: path) else {
+                        throw ImageDecodeError(reason: "image file \(path) is missing or unreadable")
+                    }
+                    bytes = [UInt8](data)
+                case .none: throw ImageDecodeError(reason: "the sample has no image (a text-only source) but the model needs one")
                 }
+                // The second view replays the same random draws: same crop, flip and jitter.
+                var replay = random
+                pixels = try Self.run(pipeline, bytes, decoder, &random)
+                if let second = loader.secondView { secondPixels = try Self.run(second, bytes, decoder, &replay) }
             }
             var caption = TextAugmenter.pick(record.captions, epoch: epoch, index: id, seed: options.seed)
             if let augmenter = loader.captionAugmenter {
                 caption = augmenter.augment(caption, seed: options.seed, epoch: epoch, index: id)
             }
-            return .success(ProcessedSample(pixels: pixels, caption: caption, label: record.label, origin: record.origin))
+            return .success(ProcessedSample(pixels: pixels, secondViewPixels: secondPixels, caption: caption, label: record.label, origin: record.origin))
         } catch {
             return .failure(.sample(SampleIssue(origin: record.origin, reason: "\(error)")))
         }
+    }
+
+    private static func run(_ pipeline: ImagePipeline, _ bytes: [UInt8], _ decoder: JPEGDecoder, _ random: inout SeededRandom) throws -> [Float] {
+        var pixels = [Float](repeating: 0, count: pipeline.sampleCount)
+        try bytes.withUnsafeBytes { encoded in
+            try pixels.withUnsafeMutableBufferPointer { out in try pipeline.process(encoded, decoder: decoder, random: &random, into: out) }
+        }
+        return pixels
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 /// A CSV or JSONL file listing images and captions (the columns of transformers' `run_clip.py`:
 /// `image_path`, `caption`; names configurable). Relative paths resolve against the manifest's
 /// folder. Only row offsets are kept in memory (8 bytes a row), so million-row manifests are fine.
+/// Without an image column (`imageColumn` nil) it lists sentences only, for text-only training.
 public final class ManifestSource: @unchecked Sendable {
     public enum Format: Sendable, Equatable {
         case csv(separator: UInt8)
@@ -11,7 +12,7 @@ public final class ManifestSource: @unchecked Sendable {
 
     public let path: String
     public let format: Format
-    public let imageColumn: String
+    public let imageColumn: String?
     public let captionColumn: String
     public let labelColumn: String?
     private let bytes: Data
@@ -23,7 +24,7 @@ public final class ManifestSource: @unchecked Sendable {
 
     public var count: Int { rows.count }
 
-    public init(path: String, format: Format? = nil, imageColumn: String = "image_path", captionColumn: String = "caption",
+    public init(path: String, format: Format? = nil, imageColumn: String? = "image_path", captionColumn: String = "caption",
                 labelColumn: String? = nil) throws {
         self.path = path
         self.format = format ?? (path.hasSuffix(".jsonl") || path.hasSuffix(".json") ? .jsonl : path.hasSuffix(".tsv") ? .csv(separator: 9) : .csv(separator: 44))
@@ -71,11 +72,12 @@ public final class ManifestSource: @unchecked Sendable {
             return
         }
         guard let header = records.first else {
-            throw DataFileError(file: path, reason: "is empty; a CSV manifest needs a header row naming '\(imageColumn)' and '\(captionColumn)'")
+            throw DataFileError(file: path, reason: "is empty; a CSV manifest needs a header row naming \([imageColumn, captionColumn].compactMap { $0.map { "'\($0)'" } }.joined(separator: " and "))")
         }
         let names = Self.splitCSV(bytes[header], separator: separator)
         columnIndex = Dictionary(names.enumerated().map { ($1.trimmingCharacters(in: .whitespaces), $0) }, uniquingKeysWith: { a, _ in a })
-        for (role, column) in [("image", imageColumn), ("caption", captionColumn)] + (labelColumn.map { [("label", $0)] } ?? []) where columnIndex[column] == nil {
+        let roles = [("image", imageColumn), ("caption", captionColumn), ("label", labelColumn)].compactMap { role, column in column.map { (role, $0) } }
+        for (role, column) in roles where columnIndex[column] == nil {
             throw DataFileError(file: path, reason: "has no \(role) column '\(column)' (columns: \(names.joined(separator: ", "))); set the \(role) column name in the recipe")
         }
         rows = Array(records.dropFirst())
@@ -96,7 +98,7 @@ public final class ManifestSource: @unchecked Sendable {
             guard let object = try? JSONSerialization.jsonObject(with: bytes[range]) as? [String: Any] else {
                 throw SampleIssue(origin: origin, reason: "row is not a JSON object")
             }
-            image = object[imageColumn] as? String
+            image = imageColumn.flatMap { object[$0] as? String }
             caption = captions(fromJSON: object[captionColumn])
             label = labelColumn.flatMap { object[$0] as? String }
         case .csv(let separator):
@@ -104,12 +106,16 @@ public final class ManifestSource: @unchecked Sendable {
             func field(_ name: String) -> String? {
                 columnIndex[name].flatMap { $0 < fields.count ? fields[$0] : nil }
             }
-            image = field(imageColumn)
+            image = imageColumn.flatMap(field)
             caption = field(captionColumn).map { [$0] }
             label = labelColumn.flatMap(field)
         }
-        guard let image, !image.isEmpty else { throw SampleIssue(origin: origin, reason: "no value in the image column '\(imageColumn)'") }
         let usable = (caption ?? []).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
+        guard let imageColumn else {
+            guard !usable.isEmpty else { throw SampleIssue(origin: origin, reason: "empty caption in column '\(captionColumn)'") }
+            return SampleRecord(origin: origin, image: .none, captions: usable, label: label)
+        }
+        guard let image, !image.isEmpty else { throw SampleIssue(origin: origin, reason: "no value in the image column '\(imageColumn)'") }
         guard !usable.isEmpty else { throw SampleIssue(origin: origin, reason: "empty caption in column '\(captionColumn)'") }
         let resolved = image.hasPrefix("/") ? image : "\(folder)/\(image)"
         return SampleRecord(origin: origin, image: .file(resolved), captions: usable, label: label)

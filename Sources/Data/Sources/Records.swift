@@ -2,6 +2,8 @@
 public enum ImagePayload: Sendable {
     case bytes([UInt8])
     case file(String)
+    /// A text-only sample (a sentence list for text distillation).
+    case none
 }
 
 /// One image-text pair as a source yields it, before decoding.

@@ -40,6 +40,8 @@ public struct Recipe: Sendable, Equatable {
     public var maxNonFiniteSteps = 5
     /// Resume from a checkpoint of this run; nil starts afresh.
     public var resume: ResumePolicy?
+    /// Teacher and loss weights for `distill`; nil for `train`.
+    public var distill: DistillSection?
 
     /// A recipe with every default; `epochs` or `maxSteps` must still be set for it to be valid.
     public init(name: String, train: Source, epochs: Int? = nil, maxSteps: Int? = nil) {
@@ -116,6 +118,31 @@ extension Recipe {
         case bf16
     }
 
+    /// The architecture of a text tower built from sizes.
+    public enum TextArchitecture: String, Sendable, CaseIterable {
+        /// CLIP's causal text transformer (end-of-text pooling).
+        case clip
+        /// A BERT encoder (WordPiece vocabulary from `tokenizer`; pooling from `pooling`).
+        case bert
+    }
+
+    /// How two embeddings are compared in feature distillation.
+    public enum FeatureLoss: String, Sendable, CaseIterable {
+        /// 1 − cosine similarity.
+        case cosine
+        /// Mean squared error of the (projected) features.
+        case mse
+    }
+
+    /// How the student's weights start.
+    public enum StudentInit: String, Sendable, CaseIterable {
+        /// Fresh initialisation (or the student checkpoint, when `model` names one).
+        case random
+        /// Embeddings and evenly spaced layers copied from the teacher's text tower (DistilBERT /
+        /// TinyBERT style); the student's text tower must have the teacher's width.
+        case teacherLayers = "teacher_layers"
+    }
+
     public enum ResumePolicy: String, Sendable, CaseIterable {
         /// The newest checkpoint in the run's checkpoint folder.
         case latest
@@ -173,6 +200,8 @@ extension Recipe {
         public var intermediateSize = 2048
         public var maxPositionEmbeddings = 77
         public var hiddenAct: HiddenAct = .quickGelu
+        /// Which transformer to build (when no checkpoint is given).
+        public var type: TextArchitecture = .clip
         /// A tokenizer folder (`vocab.json` + `merges.txt`, or `vocab.txt`) or open_clip's
         /// `bpe_simple_vocab_16e6.txt.gz`; nil uses the checkpoint's.
         public var tokenizer: String?
@@ -225,7 +254,8 @@ extension Recipe {
     /// A manifest file listing image paths and captions.
     public struct Manifest: Sendable, Equatable {
         public var path: String
-        public var imageColumn = "image_path"
+        /// null: a text-only manifest (sentences for text distillation).
+        public var imageColumn: String? = "image_path"
         public var captionColumn = "caption"
         /// Class labels for zero-shot evaluation, when present.
         public var labelColumn: String?
@@ -394,5 +424,33 @@ extension Recipe {
         public var everySteps: Int?
 
         public init() {}
+    }
+}
+
+// MARK: - distill
+
+extension Recipe {
+    /// `distill`: the teacher and the weight of each loss term. The student is `model`.
+    public struct DistillSection: Sendable, Equatable {
+        /// Checkpoint folder of the teacher: a CLIP / dual encoder, or a text-only model
+        /// (sentence-transformers BERT) for text-tower distillation.
+        public var teacher: String
+        /// Softening temperature T of the logit distillation (the term is scaled by T²).
+        public var temperature = 1.0
+        /// KL between the teacher's and the student's image-text similarity distributions over
+        /// the batch, both directions (text-only: sentence-sentence similarities).
+        public var logitWeight = 1.0
+        /// Distance between student and teacher embeddings.
+        public var featureWeight = 0.0
+        public var featureLoss: FeatureLoss = .cosine
+        /// A learned linear map from the student's embedding size to the teacher's when they
+        /// differ (training only; not part of the saved student).
+        public var featureProjection = true
+        /// The student's own contrastive loss on the true pairs (text-only: in-batch contrastive
+        /// loss between student and teacher sentence embeddings).
+        public var contrastiveWeight = 1.0
+        public var studentInit: StudentInit = .random
+
+        public init(teacher: String) { self.teacher = teacher }
     }
 }

@@ -138,6 +138,7 @@ extension Recipe: RecipeCoding {
         c.field("log_every_steps", &logEverySteps, .atLeast(1))
         c.field("max_non_finite_steps", &maxNonFiniteSteps, .atLeast(0))
         c.field("resume", &resume)
+        c.section("distill", &distill, start: DistillSection(teacher: ""))
         guard c.isDecoding else { return }
 
         // Checks across sections. A field that already has a problem kept its default, so
@@ -228,8 +229,12 @@ extension Recipe.TextTower: RecipeCoding {
         c.field("intermediate_size", &intermediateSize, .atLeast(1))
         c.field("max_position_embeddings", &maxPositionEmbeddings, .atLeast(1))
         c.field("hidden_act", &hiddenAct)
+        c.field("type", &type)
         c.field("tokenizer", &tokenizer, .nonEmpty)
         guard c.isDecoding else { return }
+        if type == .bert, checkpoint == nil, tokenizer == nil || tokenizer!.hasSuffix(".gz"), !c.hasProblem(at: c.path(of: "tokenizer")) {
+            c.report("tokenizer", "a BERT text tower needs a WordPiece tokenizer folder (with vocab.txt), e.g. \".deps/assets/all-MiniLM-L6-v2\"")
+        }
         if hiddenSize % numAttentionHeads != 0 {
             c.report("hidden_size", "must be a multiple of num_attention_heads (\(numAttentionHeads)), found \(hiddenSize)")
         }
@@ -425,6 +430,23 @@ extension Recipe.EarlyStoppingSection: RecipeCoding {
         c.field("mode", &mode)
         c.field("patience", &patience, .atLeast(1))
         c.field("min_delta", &minDelta, .atLeast(0))
+    }
+}
+
+extension Recipe.DistillSection: RecipeCoding {
+    mutating func code(_ c: inout RecipeCoder) {
+        c.field("teacher", &teacher, .nonEmpty, required: true)
+        c.field("temperature", &temperature, .above(0))
+        c.field("logit_weight", &logitWeight, .atLeast(0))
+        c.field("feature_weight", &featureWeight, .atLeast(0))
+        c.field("feature_loss", &featureLoss)
+        c.field("feature_projection", &featureProjection)
+        c.field("contrastive_weight", &contrastiveWeight, .atLeast(0))
+        c.field("student_init", &studentInit)
+        guard c.isDecoding else { return }
+        if logitWeight == 0, featureWeight == 0, contrastiveWeight == 0 {
+            c.report("logit_weight", "logit_weight, feature_weight and contrastive_weight are all 0: nothing to train on")
+        }
     }
 }
 
@@ -776,6 +798,9 @@ extension RecipeChoice {
 
 extension Recipe.HiddenAct: RecipeChoice {}
 extension Recipe.TextPooling: RecipeChoice {}
+extension Recipe.TextArchitecture: RecipeChoice {}
+extension Recipe.FeatureLoss: RecipeChoice {}
+extension Recipe.StudentInit: RecipeChoice {}
 extension Recipe.BadSamplePolicy: RecipeChoice {}
 extension Recipe.LossType: RecipeChoice {}
 extension Recipe.OptimizerType: RecipeChoice {}
@@ -972,6 +997,18 @@ extension Recipe {
         checkSource("data.train", data.train)
         if let val = data.val { checkSource("data.val", val) }
 
+        if let distill {
+            let path = resolve(distill.teacher)
+            if !fileExists(path + "/config.json") {
+                // A run folder's best/ is made by training its recipe: say which command.
+                let parts = distill.teacher.split(separator: "/")
+                var hint = ""
+                if parts.count >= 2, let run = parts.dropLast().last, ["best", "last"].contains(parts.last!) {
+                    hint = "; it is made by `swift run -c release train --recipe Recipes/\(run).json`"
+                }
+                add("distill.teacher", "'\(distill.teacher)' is not a model checkpoint: no config.json in \(path)\(hint)")
+            }
+        }
         if let zeroshot = eval.zeroshot {
             let path = resolve(zeroshot.classes)
             if !fileExists(path) { add("eval.zeroshot.classes", "'\(zeroshot.classes)' does not exist (\(path))") }

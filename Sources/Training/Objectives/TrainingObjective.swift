@@ -1,0 +1,43 @@
+import Data
+import Foundation
+import NN
+import Torch
+
+/// What a run optimises, separated from the loop that runs it (open_clip's split of loss and
+/// train): the contrastive objective of `train`, or a distillation objective of `distill`.
+/// The `Trainer` owns batching, the optimizer, the schedule, evaluation timing, early stopping
+/// and checkpoints; an objective owns the forward pass, the loss terms and the metrics.
+public protocol TrainingObjective: AnyObject {
+    /// The model that trains and is saved as the checkpoint (what `export` reads).
+    var model: Module { get }
+    /// Modules trained beside the model but not part of it (distillation projections): in the
+    /// optimizer and in checkpoints (`heads.safetensors`, for exact resume), never exported.
+    var heads: Module? { get }
+    /// Forward and backward over the micro-batches of one optimizer step (gradients accumulate).
+    /// Returns the loss terms averaged over the micro-batches, with their weighted sum as "loss";
+    /// a non-finite "loss" returns at once, before its backward pass.
+    func forwardBackward(_ micro: [Batch]) -> [String: Double]
+    /// After the optimizer step (clamping a temperature, say).
+    func afterOptimizerStep()
+    /// Values for log lines besides the loss terms.
+    func logValues() -> [String: Double]
+    /// Metrics over a validation loader (model in eval mode, no gradients).
+    func evaluate(_ loader: DataLoader) throws -> [String: Double]
+    /// Files written beside the weights in every checkpoint: `config.json`, preprocessing, tokenizer.
+    func checkpointFiles() throws -> [String: Data]
+    /// Called when the trainer saves a checkpoint: state that lives beside the run (teacher caches).
+    func saveRunState(in runFolder: String) throws
+}
+
+extension TrainingObjective {
+    public var heads: Module? { nil }
+    public func afterOptimizerStep() {}
+    public func logValues() -> [String: Double] { [:] }
+    public func saveRunState(in runFolder: String) throws {}
+}
+
+/// Sums named loss terms (the total that is back-propagated).
+func totalLoss(_ terms: [String: Tensor]) -> Tensor {
+    let values = terms.sorted { $0.key < $1.key }.map(\.value)
+    return values.dropFirst().reduce(values[0]) { $0 + $1 }
+}
