@@ -74,6 +74,10 @@ let package = Package(
             dependencies: ["Training", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
+            name: "distill",
+            dependencies: ["Training", "Models", "Data", "NN", "Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
             name: "eval",
             dependencies: ["Training", "Models", "Data", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),

@@ -122,7 +122,7 @@ public struct CLIPTextConfig: Sendable, Equatable {
         if vocabSize <= 0 || maxPositionEmbeddings <= 0 { throw r.fail("vocab_size", "vocab_size and max_position_embeddings must be positive") }
     }
 
-    var json: [String: Any] {
+    public var json: [String: Any] {
         ["model_type": "clip_text_model", "vocab_size": vocabSize, "hidden_size": hiddenSize, "intermediate_size": intermediateSize,
          "num_hidden_layers": numHiddenLayers, "num_attention_heads": numAttentionHeads, "max_position_embeddings": maxPositionEmbeddings,
          "hidden_act": hiddenAct.rawValue, "layer_norm_eps": layerNormEps, "attention_dropout": attentionDropout,
@@ -159,7 +159,7 @@ public struct CLIPVisionConfig: Sendable, Equatable {
 
     public var patchesPerSide: Int { imageSize / patchSize }
 
-    var json: [String: Any] {
+    public var json: [String: Any] {
         ["model_type": "clip_vision_model", "hidden_size": hiddenSize, "intermediate_size": intermediateSize,
          "num_hidden_layers": numHiddenLayers, "num_attention_heads": numAttentionHeads, "num_channels": numChannels,
          "image_size": imageSize, "patch_size": patchSize, "hidden_act": hiddenAct.rawValue, "layer_norm_eps": layerNormEps,
@@ -196,7 +196,7 @@ public struct BertConfig: Sendable, Equatable {
         try checkTransformer(r, hidden: hiddenSize, heads: numAttentionHeads, layers: numHiddenLayers, intermediate: intermediateSize)
     }
 
-    var json: [String: Any] {
+    public var json: [String: Any] {
         ["model_type": "bert", "vocab_size": vocabSize, "hidden_size": hiddenSize, "num_hidden_layers": numHiddenLayers,
          "num_attention_heads": numAttentionHeads, "intermediate_size": intermediateSize, "hidden_act": hiddenAct == .geluTanh ? "gelu_new" : hiddenAct.rawValue,
          "hidden_dropout_prob": hiddenDropoutProb, "attention_probs_dropout_prob": attentionProbsDropoutProb,

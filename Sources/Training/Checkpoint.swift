@@ -2,6 +2,7 @@ import Foundation
 import Models
 import NN
 import Optim
+import Tokenizers
 import Torch
 
 public struct CheckpointError: Error, CustomStringConvertible {
@@ -36,13 +37,25 @@ public enum Checkpoint {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(state).write(to: URL(fileURLWithPath: "\(folder)/\(stateFile)"))
-            for (name, data) in files { try data.write(to: URL(fileURLWithPath: "\(folder)/\(name)")) }
+            for (name, data) in files {
+                let url = URL(fileURLWithPath: "\(folder)/\(name)")
+                try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try data.write(to: url)
+            }
         }
     }
 
-    /// The tokenizer files found in `folder`, to copy into a checkpoint.
-    public static func tokenizerFiles(from folder: String?) -> [String: Data] {
+    /// The tokenizer files found in `folder`, to copy into a checkpoint; for open_clip's merges
+    /// file (`….txt.gz`), the vocab.json and merges.txt that transformers' CLIPTokenizer reads.
+    public static func tokenizerFiles(from folder: String?) throws -> [String: Data] {
         guard let folder else { return [:] }
+        if folder.hasSuffix(".gz") {
+            let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("cliptune-tokenizer-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+            try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: temporary) }
+            try CLIPTokenizer.writeHuggingFaceFiles(fromOpenCLIPMerges: URL(fileURLWithPath: folder), to: temporary)
+            return try tokenizerFiles(from: temporary.path)
+        }
         var files: [String: Data] = [:]
         for file in Pretrained.tokenizerFiles {
             if let data = FileManager.default.contents(atPath: "\(folder)/\(file)") { files[file] = data }

@@ -3,6 +3,7 @@ import Foundation
 import Models
 import NN
 import Optim
+import Tokenizers
 import Torch
 
 /// Turns a validated recipe into a training setup: builds or loads the model, its tokenizer,
@@ -53,43 +54,63 @@ public enum RecipeRunner {
             c.hiddenAct = Activation(huggingFaceName: m.vision.hiddenAct.rawValue) ?? .quickGELU
             vision = CLIPVisionTransformer(c)
         }
-        let text: any TextTower
-        let tokenizer: TensorTokenizer
-        var tokenizerFolder: String?
-        if let path = m.text.checkpoint {
+        let (text, tokenizer, tokenizerFolder) = try textTower(m.text)
+        let model = DualEncoder(kind: .visionTextDualEncoder, vision: vision, text: text, projectionDim: m.projectionDim, logitScaleInit: m.logitScaleInit)
+        lock(model.visionModel, unlockedLayers: m.lockVision.unlockedLayers)
+        lock(model.textModel, unlockedLayers: m.lockText.unlockedLayers)
+        let size = recipe.data.imageSize ?? (vision as? CLIPVisionTransformer)?.config.imageSize ?? 224
+        return (model, tokenizer, tokenizerFolder, ImagePreprocessing(size: size))
+    }
+
+    /// The text tower of `model.text`: from a checkpoint, or built from its sizes (CLIP or BERT),
+    /// with its tokenizer and the folder its tokenizer files come from.
+    static func textTower(_ t: Recipe.TextTower) throws -> (any TextTower, TensorTokenizer, tokenizerFolder: String?) {
+        if let path = t.checkpoint {
             let checkpoint = try Pretrained.load(path)
+            let text: any TextTower
             switch checkpoint.model {
             case .textEncoder(let bert, _):
-                bert.pooling = TextPooling(rawValue: m.text.pooling.rawValue) ?? .pooler
+                bert.pooling = TextPooling(rawValue: t.pooling.rawValue) ?? .pooler
                 if bert.pooling == .pooler && bert.pooler == nil {
                     throw TrainingError(message: "model.text.pooling is 'pooler' but \(path) has no pooler weights; use \"mean\" or \"cls\"")
                 }
                 text = bert
             case .dualEncoder(let source): text = source.textModel
             }
-            tokenizer = try checkpoint.tokenizer()
-            tokenizerFolder = path
-        } else {
+            return (text, try checkpoint.tokenizer(), path)
+        }
+        switch t.type {
+        case .clip:
             var c = CLIPTextConfig()
-            c.vocabSize = m.text.vocabSize
-            c.hiddenSize = m.text.hiddenSize
-            c.numHiddenLayers = m.text.numHiddenLayers
-            c.numAttentionHeads = m.text.numAttentionHeads
-            c.intermediateSize = m.text.intermediateSize
-            c.maxPositionEmbeddings = m.text.maxPositionEmbeddings
-            c.hiddenAct = Activation(huggingFaceName: m.text.hiddenAct.rawValue) ?? .quickGELU
-            text = CLIPTextTransformer(c)
-            let source = m.text.tokenizer ?? defaultCLIPMerges
-            tokenizer = source.hasSuffix(".gz")
+            c.vocabSize = t.vocabSize
+            c.hiddenSize = t.hiddenSize
+            c.numHiddenLayers = t.numHiddenLayers
+            c.numAttentionHeads = t.numAttentionHeads
+            c.intermediateSize = t.intermediateSize
+            c.maxPositionEmbeddings = t.maxPositionEmbeddings
+            c.hiddenAct = Activation(huggingFaceName: t.hiddenAct.rawValue) ?? .quickGELU
+            let source = t.tokenizer ?? defaultCLIPMerges
+            let tokenizer = source.hasSuffix(".gz")
                 ? try TensorTokenizer.openCLIP(mergesGz: source, contextLength: c.maxPositionEmbeddings)
                 : try TensorTokenizer.fromDirectory(source, contextLength: c.maxPositionEmbeddings)
-            tokenizerFolder = source.hasSuffix(".gz") ? nil : source
+            return (CLIPTextTransformer(c), tokenizer, source)   // a .gz becomes vocab.json + merges.txt in checkpoints
+        case .bert:
+            guard let folder = t.tokenizer else { throw TrainingError(message: "model.text.tokenizer: a BERT text tower needs a WordPiece tokenizer folder") }
+            let tokenizer = try TensorTokenizer.fromDirectory(folder, contextLength: t.maxPositionEmbeddings)
+            var c = BertConfig()
+            guard let wordPiece = tokenizer.tokenizer as? WordPieceTokenizer else {
+                throw TrainingError(message: "model.text.tokenizer: '\(folder)' is not a WordPiece (vocab.txt) tokenizer, which a BERT text tower needs")
+            }
+            c.vocabSize = wordPiece.vocabularySize
+            c.hiddenSize = t.hiddenSize
+            c.numHiddenLayers = t.numHiddenLayers
+            c.numAttentionHeads = t.numAttentionHeads
+            c.intermediateSize = t.intermediateSize
+            c.maxPositionEmbeddings = t.maxPositionEmbeddings
+            c.hiddenAct = Activation(huggingFaceName: t.hiddenAct.rawValue) ?? .gelu
+            let pooling = TextPooling(rawValue: t.pooling.rawValue) ?? .mean
+            return (BertModel(c, pooling: pooling, withPooler: pooling == .pooler), tokenizer, folder)
         }
-        let model = DualEncoder(kind: .visionTextDualEncoder, vision: vision, text: text, projectionDim: m.projectionDim, logitScaleInit: m.logitScaleInit)
-        lock(model.visionModel, unlockedLayers: m.lockVision.unlockedLayers)
-        lock(model.textModel, unlockedLayers: m.lockText.unlockedLayers)
-        let size = recipe.data.imageSize ?? (vision as? CLIPVisionTransformer)?.config.imageSize ?? 224
-        return (model, tokenizer, tokenizerFolder, ImagePreprocessing(size: size))
     }
 
     /// LiT-style locking: -1 leaves the tower trainable; k ≥ 0 freezes all but its last k
@@ -147,6 +168,35 @@ public enum RecipeRunner {
     public static func setup(_ recipe: Recipe, resolved: Data?) throws -> TrainingSetup {
         Torch.manualSeed(UInt64(recipe.seed))
         let (model, tokenizer, tokenizerFolder, preprocessing) = try model(recipe)
+        let data = try loaders(recipe, images: ImagePipeline(preprocessing: preprocessing, augmentation: augmentation(recipe.data.augmentation)))
+        let objective = ContrastiveObjective(encoder: model, tokenizer: tokenizer, preprocessing: preprocessing, tokenizerFolder: tokenizerFolder)
+        var extraGroups: [ParameterGroup] = []
+        if recipe.loss.type == .siglip {
+            let siglip = SigLIPLoss()
+            extraGroups.append(ParameterGroup(name: "loss", parameters: [("loss.logit_bias", siglip.logitBias)], learningRate: recipe.optimizer.lr, weightDecay: 0))
+            objective.loss = .siglip(siglip)
+        }
+        configure(objective, recipe)
+        return try assemble(recipe, objective: objective, data: data, extraGroups: extraGroups, resolved: resolved)
+    }
+
+    /// The recipe's contrastive settings on an objective.
+    static func configure(_ objective: ContrastiveObjective, _ recipe: Recipe) {
+        objective.logitScaleMax = recipe.loss.logitScaleMax
+        objective.retrieval = recipe.eval.retrieval
+        objective.precision = recipe.precision == .bf16 ? .bf16 : .fp32
+    }
+
+    /// The training and validation loaders, and the step counts they imply.
+    struct DataPlan {
+        var train: DataLoader
+        var validation: DataLoader?
+        var stepsPerEpoch: Int
+        var totalSteps: Int
+    }
+
+    /// `images` nil: a text-only loader. `secondView`: the teacher's own preprocessing.
+    static func loaders(_ recipe: Recipe, images: ImagePipeline?, secondView: ImagePreprocessing? = nil) throws -> DataPlan {
         let d = recipe.data
         let trainSource = try source(d.train)
         let count = try sampleCount(trainSource)
@@ -160,26 +210,32 @@ public enum RecipeRunner {
         if !ta.isIdentity { textAugmenter = TextAugmenter(wordNet: try WordNet(), config: ta) }
         let options = DataLoaderOptions(batchSize: d.batchSize, threads: d.threads, seed: UInt64(recipe.seed), shuffle: true, dropLast: true,
                                         badSamples: d.badSamples == .fail ? .fail : .skip, shuffleBuffer: d.shuffleBuffer)
-        let train = DataLoader(source: trainSource, pipeline: ImagePipeline(preprocessing: preprocessing, augmentation: augmentation(d.augmentation)),
-                               captionAugmenter: textAugmenter, options: options)
+        let second = secondView.map { ImagePipeline(preprocessing: $0, augmentation: images?.augmentation) }
+        let train = DataLoader(source: trainSource, pipeline: images, secondView: second, captionAugmenter: textAugmenter, options: options)
         var validation: DataLoader?
         if let val = d.val {
             var valOptions = options
             valOptions.shuffle = false
             valOptions.dropLast = false
             valOptions.batchSize = recipe.eval.batchSize ?? d.batchSize
-            validation = DataLoader(source: try source(val), pipeline: ImagePipeline(preprocessing: preprocessing), options: valOptions)
+            validation = DataLoader(source: try source(val), pipeline: images.map { ImagePipeline(preprocessing: $0.preprocessing) }, options: valOptions)
         }
         let stepsPerEpoch = count / perStep
         let totalSteps = [recipe.maxSteps, recipe.epochs.map { $0 * stepsPerEpoch }].compactMap { $0 }.min() ?? stepsPerEpoch
+        return DataPlan(train: train, validation: validation, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
+    }
 
+    /// Optimizer (over the model's trainable parameters, the objective's heads and
+    /// `extraGroups`), schedule and the loop settings: the part `train` and `distill` share.
+    static func assemble(_ recipe: Recipe, objective: any TrainingObjective, data: DataPlan, extraGroups: [ParameterGroup] = [],
+                         resolved: Data?) throws -> TrainingSetup {
         let o = recipe.optimizer
-        var groups = ParameterGroup.standard(model, learningRate: o.lr, weightDecay: o.weightDecay, noDecayForEmbeddings: o.noDecayEmbeddings)
-        var loss: ContrastiveObjective.Loss = .clip
-        if recipe.loss.type == .siglip {
-            let siglip = SigLIPLoss()
-            groups.append(ParameterGroup(name: "loss", parameters: [("loss.logit_bias", siglip.logitBias)], learningRate: o.lr, weightDecay: 0))
-            loss = .siglip(siglip)
+        let totalSteps = data.totalSteps
+        var groups = ParameterGroup.standard(objective.model, learningRate: o.lr, weightDecay: o.weightDecay, noDecayForEmbeddings: o.noDecayEmbeddings)
+        groups += extraGroups
+        if let heads = objective.heads {
+            groups.append(ParameterGroup(name: "heads", parameters: heads.trainableParameters().map { ("heads.\($0.name)", $0.tensor) },
+                                         learningRate: o.lr, weightDecay: 0))
         }
         let optimizer: Optimizer = o.type == .adamw
             ? AdamW(groups: groups, betas: (o.betas[0], o.betas[1]), eps: o.eps)
@@ -196,16 +252,12 @@ public enum RecipeRunner {
         let schedule = LRSchedule(kind, warmupSteps: s.warmupSteps, totalSteps: totalSteps)
         if let problem = schedule.problems.first { throw TrainingError(message: "schedule: \(problem)") }
 
-        let objective = ContrastiveObjective(encoder: model, tokenizer: tokenizer, preprocessing: preprocessing, tokenizerFolder: tokenizerFolder)
-        objective.loss = loss
-        objective.logitScaleMax = recipe.loss.logitScaleMax
-        objective.retrieval = recipe.eval.retrieval
-        objective.zeroShot = try recipe.eval.zeroshot.map { try ZeroShotClasses.load($0.classes) }
-        objective.precision = recipe.precision == .bf16 ? .bf16 : .fp32
-
-        var setup = TrainingSetup(runFolder: "\(recipe.checkpoint.directory)/\(recipe.name)", objective: objective, train: train,
-                                  validation: validation, optimizer: optimizer, schedule: schedule, totalSteps: totalSteps)
-        setup.stepsPerEpoch = stepsPerEpoch
+        if let contrastive = objective as? ContrastiveObjective ?? (objective as? DistillationObjective)?.student {
+            contrastive.zeroShot = try recipe.eval.zeroshot.map { try ZeroShotClasses.load($0.classes) }
+        }
+        var setup = TrainingSetup(runFolder: "\(recipe.checkpoint.directory)/\(recipe.name)", objective: objective, train: data.train,
+                                  validation: data.validation, optimizer: optimizer, schedule: schedule, totalSteps: totalSteps)
+        setup.stepsPerEpoch = data.stepsPerEpoch
         setup.gradientClip = o.gradClip
         setup.accumulationSteps = o.accumulationSteps
         setup.evalEverySteps = recipe.eval.everySteps

@@ -203,7 +203,7 @@ public final class Trainer {
         guard let validation = setup.validation else { return [:] }
         progress.message("evaluating at step \(state.globalStep)…")
         let values = try setup.objective.evaluate(validation)
-        let summary = ["image_to_text_R@1", "text_to_image_R@1", "zeroshot_top1", "clip_val_loss"].compactMap { key in
+        let summary = ["image_to_text_R@1", "text_to_image_R@1", "zeroshot_top1", "clip_val_loss", "teacher_cosine", "teacher_match_R@1"].compactMap { key in
             values[key].map { String(format: "%@ %.4f", key, $0) }
         }.joined(separator: ", ")
         progress.message("step \(state.globalStep): \(summary)")

@@ -30,6 +30,7 @@ public final class ContrastiveObjective: TrainingObjective {
     /// features for it (with grad), named terms added to the total.
     public var extraLossTerms: ((Batch, _ imageFeatures: Tensor, _ textFeatures: Tensor) -> [String: Tensor])?
     public var extraHeads: Module?
+    private var tokenizerFileCache: [String: Data]?
 
     public var model: Module { encoder }
     public var heads: Module? { extraHeads }
@@ -95,7 +96,8 @@ public final class ContrastiveObjective: TrainingObjective {
         var files: [String: Data] = [:]
         files[Checkpoint.configFile] = try JSONSerialization.data(withJSONObject: configJSON, options: [.prettyPrinted, .sortedKeys])
         files["preprocessor_config.json"] = try JSONSerialization.data(withJSONObject: Pretrained.preprocessorJSON(preprocessing), options: [.prettyPrinted, .sortedKeys])
-        files.merge(Checkpoint.tokenizerFiles(from: tokenizerFolder)) { a, _ in a }
+        if tokenizerFileCache == nil { tokenizerFileCache = try Checkpoint.tokenizerFiles(from: tokenizerFolder) }
+        files.merge(tokenizerFileCache!) { a, _ in a }
         return files
     }
 }

@@ -1,0 +1,161 @@
+import Data
+import Foundation
+import Models
+import NN
+import Torch
+
+/// A frozen teacher: any checkpoint the framework loads, in eval mode, run without gradients,
+/// with its own tokenizer and image preprocessing. Embeddings come out L2-normalised.
+public final class Teacher {
+    public let path: String
+    public let checkpoint: PretrainedCheckpoint
+    public let tokenizer: TensorTokenizer
+    /// The teacher's exp(logit_scale) (a text-only teacher: sentence-transformers' usual 20).
+    public let logitScale: Double
+    public let embeddingDim: Int
+    public let parameterCount: Int
+
+    public var dualEncoder: DualEncoder? {
+        if case .dualEncoder(let e) = checkpoint.model { return e }
+        return nil
+    }
+    public var isTextOnly: Bool { dualEncoder == nil }
+    public var preprocessing: ImagePreprocessing? { checkpoint.preprocessing }
+
+    public init(_ path: String) throws {
+        guard FileManager.default.fileExists(atPath: "\(path)/config.json") else {
+            throw TrainingError(message: "distill.teacher: '\(path)' is not a model checkpoint (no config.json)")
+        }
+        self.path = path
+        checkpoint = try Pretrained.load(path)
+        tokenizer = try checkpoint.tokenizer()
+        switch checkpoint.model {
+        case .dualEncoder(let e):
+            e.freeze()
+            e.eval()
+            logitScale = Foundation.exp(e.logitScale.item(Double.self))
+            embeddingDim = e.projectionDim
+            parameterCount = e.parameterCount
+        case .textEncoder(let bert, _):
+            bert.freeze()
+            bert.eval()
+            logitScale = 20
+            embeddingDim = bert.width
+            parameterCount = bert.parameterCount
+        }
+    }
+
+    /// Normalised image embeddings [n, D] of pixels preprocessed the teacher's way.
+    public func imageEmbeddings(_ pixels: Tensor) -> Tensor {
+        guard let e = dualEncoder else { fatalError("a text-only teacher has no image tower") }
+        return withNoGrad { F.normalize(e.imageFeatures(pixels), dim: -1) }
+    }
+
+    /// Normalised text embeddings [n, D], tokenised with the teacher's tokenizer.
+    public func textEmbeddings(_ captions: [String]) -> Tensor {
+        let (ids, mask) = tokenizer.encode(captions)
+        return withNoGrad {
+            switch checkpoint.model {
+            case .dualEncoder(let e): F.normalize(e.textFeatures(ids: ids, attentionMask: mask), dim: -1)
+            case .textEncoder(let bert, _): F.normalize(bert.pooled(ids: ids, attentionMask: mask), dim: -1)
+            }
+        }
+    }
+
+    /// Identifies the teacher's weights (a cache made with other weights is not reused).
+    public var fingerprint: String {
+        let fm = FileManager.default
+        let files = ((try? fm.contentsOfDirectory(atPath: path)) ?? []).filter { $0.hasSuffix(".safetensors") && $0 != Checkpoint.optimizerFile }.sorted()
+        let parts = files.map { name -> String in
+            let attributes = try? fm.attributesOfItem(atPath: "\(path)/\(name)")
+            let size = (attributes?[.size] as? NSNumber)?.intValue ?? 0
+            let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+            return "\(name):\(size):\(Int(modified))"
+        }
+        return ([URL(fileURLWithPath: path).standardizedFileURL.path] + parts).joined(separator: "|")
+    }
+}
+
+/// Teacher embeddings computed once per image (by sample origin) and once per caption (by
+/// text), reused in later epochs, and kept in `teacher_cache.safetensors` beside the run so a
+/// resumed run does not recompute them. Valid only when the data is not augmented (the recipe
+/// checks this), since an augmented image differs each epoch.
+public final class TeacherCache {
+    public static let file = "teacher_cache.safetensors"
+    private var images: [String: [Float]] = [:]
+    private var texts: [String: [Float]] = [:]
+    private let dim: Int
+    private let fingerprint: String
+    private var savedCount = (images: 0, texts: 0)
+    public private(set) var hits = 0, misses = 0
+    /// False when images are augmented: their embeddings are computed every time.
+    public var cachesImages = true
+
+    public init(dim: Int, fingerprint: String) {
+        self.dim = dim
+        self.fingerprint = fingerprint
+    }
+
+    public var count: (images: Int, texts: Int) { (images.count, texts.count) }
+
+    /// Image embeddings for a batch; `compute` gets the rows not cached yet.
+    public func images(_ keys: [String], compute: ([Int]) -> Tensor) -> Tensor {
+        cachesImages ? lookup(keys, &images, compute) : compute(Array(keys.indices))
+    }
+    /// Text embeddings for a batch of captions; `compute` gets the rows not cached yet.
+    public func texts(_ captions: [String], compute: ([Int]) -> Tensor) -> Tensor { lookup(captions, &texts, compute) }
+
+    private func lookup(_ keys: [String], _ table: inout [String: [Float]], _ compute: ([Int]) -> Tensor) -> Tensor {
+        var missing: [Int] = []
+        var seen = Set<String>()
+        for (i, key) in keys.enumerated() where table[key] == nil && seen.insert(key).inserted { missing.append(i) }
+        if !missing.isEmpty {
+            let computed = compute(missing).to(.float32).contiguous().toArray(Float.self)
+            for (row, i) in missing.enumerated() { table[keys[i]] = Array(computed[row * dim..<(row + 1) * dim]) }
+        }
+        misses += missing.count
+        hits += keys.count - missing.count
+        var flat: [Float] = []
+        flat.reserveCapacity(keys.count * dim)
+        for key in keys { flat += table[key]! }
+        return Tensor(flat, shape: [keys.count, dim])
+    }
+
+    /// Reads a cache file; nil (with the reason) when it is missing or made by other weights.
+    public static func load(from path: String, dim: Int, fingerprint: String) throws -> TeacherCache? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let file = try SafeTensorsFile(path: path)
+        guard file.metadata["teacher"] == fingerprint else { return nil }
+        let tensors = try SafeTensors.load(path)
+        let cache = TeacherCache(dim: dim, fingerprint: fingerprint)
+        func restore(_ name: String, _ table: inout [String: [Float]]) throws {
+            guard let keysJSON = file.metadata["\(name)_keys"], let keys = try JSONSerialization.jsonObject(with: Data(keysJSON.utf8)) as? [String],
+                  let tensor = tensors[name], tensor.shape == [keys.count, dim] else {
+                throw TrainingError(message: "\(path): damaged teacher cache (\(name)); delete it and it is rebuilt")
+            }
+            let values = tensor.toArray(Float.self)
+            for (row, key) in keys.enumerated() { table[key] = Array(values[row * dim..<(row + 1) * dim]) }
+        }
+        try restore("images", &cache.images)
+        try restore("texts", &cache.texts)
+        cache.savedCount = (cache.images.count, cache.texts.count)
+        return cache
+    }
+
+    /// Writes the cache atomically when it has grown since the last save.
+    public func save(to path: String) throws {
+        guard (images.count, texts.count) != savedCount else { return }
+        var tensors: [String: Tensor] = [:]
+        var metadata = ["teacher": fingerprint]
+        for (name, table) in [("images", images), ("texts", texts)] {
+            let keys = table.keys.sorted()
+            var flat: [Float] = []
+            flat.reserveCapacity(keys.count * dim)
+            for key in keys { flat += table[key]! }
+            tensors[name] = Tensor(flat, shape: [keys.count, dim])
+            metadata["\(name)_keys"] = String(decoding: try JSONSerialization.data(withJSONObject: keys), as: UTF8.self)
+        }
+        try SafeTensors.save(tensors, metadata: metadata, to: path)   // atomic: temporary file, fsync, rename
+        savedCount = (images.count, texts.count)
+    }
+}

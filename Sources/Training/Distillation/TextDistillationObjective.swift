@@ -1,0 +1,122 @@
+import Data
+import Foundation
+import Models
+import NN
+import Torch
+
+/// Distils a text-only teacher (a sentence-transformers model such as all-MiniLM-L6-v2) into a
+/// smaller text tower on sentences: feature distillation on the normalised sentence embeddings,
+/// logit distillation on the batch's sentence-sentence similarities, and an in-batch
+/// contrastive loss that asks each student embedding to pick its own teacher embedding.
+public final class TextDistillationObjective: TrainingObjective {
+    public let student: BertModel
+    public let tokenizer: TensorTokenizer
+    public let tokenizerFolder: String?
+    public let teacher: Teacher
+    public let projections: FeatureProjections
+    public let weights: DistillationWeights
+    public let contrastiveWeight: Double
+    public let cache: TeacherCache?
+
+    public var model: Module { student }
+    public var heads: Module? { projections.isEmpty ? nil : projections }
+
+    public init(student: BertModel, tokenizer: TensorTokenizer, tokenizerFolder: String?, teacher: Teacher, weights: DistillationWeights,
+                contrastiveWeight: Double, projections: FeatureProjections, cache: TeacherCache?) {
+        self.student = student
+        self.tokenizer = tokenizer
+        self.tokenizerFolder = tokenizerFolder
+        self.teacher = teacher
+        self.weights = weights
+        self.contrastiveWeight = contrastiveWeight
+        self.projections = projections
+        self.cache = cache
+    }
+
+    /// The student's sentence embeddings in the teacher's space, normalised.
+    func studentEmbeddings(_ sentences: [String]) -> Tensor {
+        let (ids, mask) = tokenizer.encode(sentences)
+        return F.normalize(projections.projectText(student.pooled(ids: ids, attentionMask: mask)), dim: -1)
+    }
+
+    func teacherEmbeddings(_ sentences: [String]) -> Tensor {
+        guard let cache else { return teacher.textEmbeddings(sentences) }
+        return cache.texts(sentences) { rows in teacher.textEmbeddings(rows.map { sentences[$0] }) }
+    }
+
+    public func forwardBackward(_ micro: [Batch]) -> [String: Double] {
+        var totals: [String: Double] = [:]
+        for batch in micro {
+            let target = teacherEmbeddings(batch.captions)
+            let embeddings = studentEmbeddings(batch.captions)
+            var terms: [String: Tensor] = [:]
+            if weights.feature > 0 {
+                terms["feature_distill_loss"] = featureDistillationLoss(student: embeddings, teacher: target, kind: weights.featureDistance) * weights.feature
+            }
+            if weights.logit > 0 {
+                let scale = teacher.logitScale
+                terms["logit_distill_loss"] = logitDistillationLoss(student: embeddings.matmul(embeddings.mT) * scale,
+                                                                    teacher: target.matmul(target.mT) * scale,
+                                                                    temperature: weights.temperature) * weights.logit
+            }
+            if contrastiveWeight > 0 {
+                let logits = embeddings.matmul(target.mT) * teacher.logitScale
+                terms["contrastive_loss"] = F.crossEntropy(logits, Tensor.arange(0, logits.size(0))) * contrastiveWeight
+            }
+            let total = totalLoss(terms)
+            let value = total.item(Double.self)
+            totals["loss", default: 0] += value / Double(micro.count)
+            for (name, t) in terms { totals[name, default: 0] += t.item(Double.self) / Double(micro.count) }
+            guard value.isFinite else { return totals }
+            total.backward()
+        }
+        return totals
+    }
+
+    /// `teacher_cosine`: mean cosine similarity of student and teacher embeddings of the same
+    /// sentence; `teacher_match_R@1`: how often a student embedding's nearest teacher embedding
+    /// (among the whole validation set) is its own sentence's.
+    public func evaluate(_ loader: DataLoader) throws -> [String: Double] {
+        student.eval()
+        defer { student.train() }
+        var students: [Tensor] = [], teachers: [Tensor] = []
+        let epoch = loader.epoch(0)
+        try withNoGrad {
+            while let batch = try epoch.next() {
+                students.append(studentEmbeddings(batch.captions))
+                teachers.append(teacherEmbeddings(batch.captions))   // cached: the validation sentences do not change
+            }
+        }
+        guard !students.isEmpty else { throw DataFileError(file: "validation data", reason: "has no usable sentences") }
+        let s = Tensor.cat(students), t = Tensor.cat(teachers)
+        let cosine = (s * t).sum(dim: -1)
+        let nearest = s.matmul(t.mT).argmax(dim: 1)
+        let correct = nearest.eq(Tensor.arange(0, s.size(0))).to(.float32).mean()
+        return ["teacher_cosine": cosine.mean().item(Double.self), "teacher_cosine_min": cosine.min().item(Double.self),
+                "teacher_match_R@1": correct.item(Double.self), "val_samples": Double(s.size(0))]
+    }
+
+    /// A BERT checkpoint that sentence-transformers and this framework load with its pooling
+    /// (`modules.json`, `1_Pooling/config.json`, normalisation), plus the tokenizer files.
+    public func checkpointFiles() throws -> [String: Data] {
+        var config = student.config.json
+        config["architectures"] = ["BertModel"]
+        let json = { (object: Any) in try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]) }
+        var files = try Checkpoint.tokenizerFiles(from: tokenizerFolder)
+        files[Checkpoint.configFile] = try json(config)
+        files["modules.json"] = try json([
+            ["idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"],
+            ["idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"],
+            ["idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"],
+        ])
+        files["1_Pooling/config.json"] = try json([
+            "word_embedding_dimension": student.width, "pooling_mode_cls_token": student.pooling == .cls,
+            "pooling_mode_mean_tokens": student.pooling == .mean, "pooling_mode_max_tokens": false,
+            "pooling_mode_mean_sqrt_len_tokens": false,
+        ])
+        files["sentence_bert_config.json"] = try json(["max_seq_length": student.config.maxPositionEmbeddings, "do_lower_case": false])
+        return files
+    }
+
+    public func saveRunState(in runFolder: String) throws { try cache?.save(to: "\(runFolder)/\(TeacherCache.file)") }
+}
