@@ -57,6 +57,10 @@ let package = Package(
         .target(name: "Models", dependencies: ["NN", "Data", "Tokenizers"]),
         .target(name: "Optim", dependencies: ["NN"]),
         .target(name: "Training", dependencies: ["NN", "Optim", "Data", "Models"]),
+        .target(name: "ONNX"),
+        // Optimised even in debug builds: hashing and quantizing ~100 MB of weights byte by byte.
+        .target(name: "Export", dependencies: ["ONNX", "Models", "NN", "Torch", "Data", "Tokenizers"],
+                swiftSettings: [.unsafeFlags(["-O"])]),
         .executableTarget(
             name: "doctor",
             dependencies: ["Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -72,6 +76,10 @@ let package = Package(
         .executableTarget(
             name: "train",
             dependencies: ["Training", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "export",
+            dependencies: ["Export", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "distill",
@@ -96,6 +104,8 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Tokenizers", "TestSupport"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ExportTests", dependencies: ["Export", "Models", "Tokenizers", "TestSupport"], exclude: ["check_export.py"]),
+        .testTarget(name: "ONNXTests", dependencies: ["ONNX"], exclude: ["check_model.py"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "TestSupport"], resources: [.copy("Fixtures")]),
     ],
     cxxLanguageStandard: .cxx20

@@ -186,6 +186,42 @@ public enum Pretrained {
         return json
     }
 
+    /// The files (besides weights and tokenizer) of a sentence-transformers BERT folder, which
+    /// sentence-transformers and `load` read with its pooling and normalisation: config.json,
+    /// modules.json, 1_Pooling/config.json, sentence_bert_config.json.
+    public static func sentenceTransformerFiles(_ bert: BertModel, normalize: Bool = true) throws -> [String: Data] {
+        let json = { (object: Any) in try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]) }
+        var config = bert.config.json
+        config["architectures"] = ["BertModel"]
+        var modules: [[String: Any]] = [
+            ["idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"],
+            ["idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"],
+        ]
+        if normalize { modules.append(["idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"]) }
+        return [
+            "config.json": try json(config),
+            "modules.json": try json(modules),
+            "1_Pooling/config.json": try json([
+                "word_embedding_dimension": bert.width, "pooling_mode_cls_token": bert.pooling == .cls,
+                "pooling_mode_mean_tokens": bert.pooling == .mean, "pooling_mode_max_tokens": false, "pooling_mode_mean_sqrt_len_tokens": false,
+            ]),
+            "sentence_bert_config.json": try json(["max_seq_length": bert.config.maxPositionEmbeddings, "do_lower_case": false]),
+        ]
+    }
+
+    /// Writes a text-only BERT as a sentence-transformers folder (weights, the files above and
+    /// the tokenizer files found in `tokenizerFrom`).
+    public static func save(_ bert: BertModel, to directory: String, normalize: Bool = true, tokenizerFrom: String? = nil) throws {
+        try FileManager.default.createDirectory(atPath: "\(directory)/1_Pooling", withIntermediateDirectories: true)
+        try ShardedSafeTensors.save(bert.stateDict(), to: directory)
+        for (name, data) in try sentenceTransformerFiles(bert, normalize: normalize) { try AtomicFile.write(data, to: "\(directory)/\(name)") }
+        if let source = tokenizerFrom, URL(fileURLWithPath: source).standardizedFileURL != URL(fileURLWithPath: directory).standardizedFileURL {
+            for file in tokenizerFiles where FileManager.default.fileExists(atPath: "\(source)/\(file)") {
+                try AtomicFile.write(try Data(contentsOf: URL(fileURLWithPath: "\(source)/\(file)")), to: "\(directory)/\(file)")
+            }
+        }
+    }
+
     public static func preprocessorJSON(_ p: ImagePreprocessing) -> [String: Any] {
         ["image_processor_type": "CLIPImageProcessor", "do_resize": true, "size": ["shortest_edge": p.shortestEdge],
          "resample": 3, "do_center_crop": true, "crop_size": ["height": p.size, "width": p.size], "do_rescale": true,

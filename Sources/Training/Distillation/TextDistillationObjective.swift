@@ -99,23 +99,7 @@ public final class TextDistillationObjective: TrainingObjective {
     /// A BERT checkpoint that sentence-transformers and this framework load with its pooling
     /// (`modules.json`, `1_Pooling/config.json`, normalisation), plus the tokenizer files.
     public func checkpointFiles() throws -> [String: Data] {
-        var config = student.config.json
-        config["architectures"] = ["BertModel"]
-        let json = { (object: Any) in try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]) }
-        var files = try Checkpoint.tokenizerFiles(from: tokenizerFolder)
-        files[Checkpoint.configFile] = try json(config)
-        files["modules.json"] = try json([
-            ["idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"],
-            ["idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"],
-            ["idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"],
-        ])
-        files["1_Pooling/config.json"] = try json([
-            "word_embedding_dimension": student.width, "pooling_mode_cls_token": student.pooling == .cls,
-            "pooling_mode_mean_tokens": student.pooling == .mean, "pooling_mode_max_tokens": false,
-            "pooling_mode_mean_sqrt_len_tokens": false,
-        ])
-        files["sentence_bert_config.json"] = try json(["max_seq_length": student.config.maxPositionEmbeddings, "do_lower_case": false])
-        return files
+        try Checkpoint.tokenizerFiles(from: tokenizerFolder).merging(try Pretrained.sentenceTransformerFiles(student)) { _, b in b }
     }
 
     public func saveRunState(in runFolder: String) throws { try cache?.save(to: "\(runFolder)/\(TeacherCache.file)") }

@@ -1,0 +1,518 @@
+import Foundation
+import ONNX
+import Torch
+
+/// A graph input of the traced forward pass and how its axes are named in the ONNX file.
+public struct TracedInput {
+    public let tensor: Tensor
+    public let name: String
+    /// One entry per axis: a symbolic name ("batch", "sequence") or nil for a fixed size.
+    public let axes: [String?]
+
+    public init(_ tensor: Tensor, name: String, axes: [String?]) {
+        self.tensor = tensor
+        self.name = name
+        self.axes = axes
+    }
+}
+
+/// Lowers one recorded forward pass (`OpRecorder`) to an ONNX graph.
+///
+/// Ops whose inputs do not depend on a graph input are constant: their recorded results become
+/// initializers where a dynamic op uses them (parameters, position-embedding rows, masks…).
+/// Sizes read as plain integers during the trace (a batch size passed to `expand`, a sequence
+/// length passed to `narrow`) are recognised by their traced values, which is why the trace uses
+/// unusual sizes, and rebuilt from the inputs' shapes so the batch (and sequence) axes stay dynamic.
+final class GraphLowering {
+    let precision: ExportPrecision
+    let opset: Int
+    /// Parameter tensors → checkpoint names (initializer names, module names in errors).
+    let parameterNames: [ObjectIdentifier: String]
+    let traceBatch: Int
+    /// The traced sequence length when the sequence axis is dynamic.
+    let traceSequence: Int?
+
+    private(set) var nodes: [NodeProto] = []
+    private(set) var initializers: [TensorProto] = []
+    private var values: [ObjectIdentifier: String] = [:]
+    private var types: [String: TensorProto.DataType] = [:]
+    private var dynamic: Set<ObjectIdentifier> = []
+    private var contentNames: [Int: [(TensorProto, String)]] = [:]
+    private var derived: [String: String] = [:]
+    private var usedNames: Set<String> = []
+    private var batchSource: String?
+    private var sequenceSource: String?
+    private var module = "the model"
+
+    /// float16 in fp16 mode: the type of float activations and weights.
+    var computeType: TensorProto.DataType { precision == .fp16 ? .float16 : .float }
+
+    init(precision: ExportPrecision, opset: Int, parameterNames: [ObjectIdentifier: String], traceBatch: Int, traceSequence: Int?) {
+        self.precision = precision
+        self.opset = opset
+        self.parameterNames = parameterNames
+        self.traceBatch = traceBatch
+        self.traceSequence = traceSequence
+    }
+
+    // MARK: graph inputs and outputs
+
+    /// Declares a graph input (float inputs are cast to the compute type in fp16 mode).
+    func input(_ input: TracedInput) -> ValueInfoProto {
+        let type = Self.onnxType(input.tensor.dtype)
+        let name = unique(input.name)
+        types[name] = type
+        var current = name
+        if type == .float && computeType != .float { current = cast(name, to: computeType) }
+        values[ObjectIdentifier(input.tensor)] = current
+        dynamic.insert(ObjectIdentifier(input.tensor))
+        if input.axes.first == "batch", batchSource == nil { batchSource = name }
+        if input.axes.count > 1, input.axes[1] == "sequence", sequenceSource == nil { sequenceSource = name }
+        let shape = zip(input.axes, input.tensor.shape).map { axis, size in axis.map { TensorShapeProto.Dimension.param($0) } ?? .value(size) }
+        return .tensor(name: name, elemType: type, shape: shape)
+    }
+
+    /// Names a traced result as a float32 graph output.
+    func output(_ tensor: Tensor, name: String, axes: [String?]) throws -> ValueInfoProto {
+        guard let value = values[ObjectIdentifier(tensor)] else { throw ExportError("the output '\(name)' was not computed from the inputs") }
+        if types[value] == .float {
+            nodes.append(NodeProto(opType: "Identity", inputs: [value], outputs: [name], name: name))
+        } else {
+            nodes.append(NodeProto(opType: "Cast", inputs: [value], outputs: [name], name: name, attributes: [.int("to", Int64(TensorProto.DataType.float.rawValue))]))
+        }
+        let shape = zip(axes, tensor.shape).map { axis, size in axis.map { TensorShapeProto.Dimension.param($0) } ?? .value(size) }
+        return .tensor(name: name, elemType: .float, shape: shape)
+    }
+
+    // MARK: lowering
+
+    func lower(_ ops: [RecordedOp]) throws {
+        for op in ops {
+            for t in op.inputs { if let name = parameterNames[ObjectIdentifier(t)] { module = Self.modulePath(name) } }
+            guard isDynamic(op) else { continue }
+            let result = try lower(op)
+            let out = op.outputs[0]
+            values[ObjectIdentifier(out)] = result
+            dynamic.insert(ObjectIdentifier(out))
+        }
+    }
+
+    /// Whether an op must be computed at run time: it reads a graph input, or a size that came
+    /// from one (the traced batch or sequence length in a shape).
+    private func isDynamic(_ op: RecordedOp) -> Bool {
+        if op.inputs.contains(where: { dynamic.contains(ObjectIdentifier($0)) }) { return true }
+        if case .ints(let shape)? = op.attributes["shape"], ["expand", "view", "reshape"].contains(op.name), shape.first == traceBatch { return true }
+        if op.name == "narrow", let seq = traceSequence, case .int(seq)? = op.attributes["length"] { return true }
+        return false
+    }
+
+    private func lower(_ op: RecordedOp) throws -> String {
+        let a = op.attributes
+        func x(_ i: Int = 0) throws -> String { try value(op.inputs[i]) }
+        func int(_ key: String) throws -> Int {
+            guard case .int(let v)? = a[key] else { throw ExportError("op '\(op.name)' in \(module) has no integer '\(key)'") }
+            return v
+        }
+        func ints(_ key: String) throws -> [Int] {
+            guard case .ints(let v)? = a[key] else { throw ExportError("op '\(op.name)' in \(module) has no '\(key)' list") }
+            return v
+        }
+        func scalar(_ key: String) -> Double? {
+            switch a[key] {
+            case .scalar(let s)?: s.doubleValue
+            case .double(let d)?: d
+            case .int(let i)?: Double(i)
+            default: nil
+            }
+        }
+        let rank = op.inputs.first?.shape.count ?? 0
+        func axis(_ d: Int) -> Int { d < 0 ? d + rank : d }
+
+        switch op.name {
+        case "linear": return try linear(op)
+        case "conv2d": return try conv(op)
+        case "matmul", "bmm": return emit("MatMul", [try x(0), try x(1)])
+        case "add", "sub":
+            var other = try x(1)
+            if let alpha = scalar("alpha"), alpha != 1 { other = emit("Mul", [other, constant(alpha, type: type(of: other))]) }
+            return emit(op.name == "add" ? "Add" : "Sub", [try x(0), other])
+        case "mul": return emit("Mul", [try x(0), try x(1)])
+        case "div": return emit("Div", [try x(0), try x(1)])
+        case "maximum": return emit("Max", [try x(0), try x(1)])
+        case "minimum": return emit("Min", [try x(0), try x(1)])
+        case "add_scalar", "sub_scalar", "mul_scalar", "div_scalar":
+            let input = try x()
+            let s = constant(scalar("scalar") ?? 0, type: type(of: input))
+            let kind = ["add_scalar": "Add", "sub_scalar": "Sub", "mul_scalar": "Mul", "div_scalar": "Div"][op.name]!
+            return emit(kind, [input, s])
+        case "rsub_scalar":
+            let input = try x()
+            return emit("Sub", [constant(scalar("scalar") ?? 0, type: type(of: input)), input])
+        case "sigmoid", "tanh", "relu", "exp", "log", "sqrt", "erf", "neg", "abs", "reciprocal", "sin", "cos":
+            let kind = ["sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "erf": "Erf",
+                        "neg": "Neg", "abs": "Abs", "reciprocal": "Reciprocal", "sin": "Sin", "cos": "Cos"][op.name]!
+            return emit(kind, [try x()])
+        case "rsqrt": return emit("Reciprocal", [emit("Sqrt", [try x()])])
+        case "gelu":
+            let input = try x(), t = type(of: input)
+            if case .string("tanh")? = a["approximate"] {
+                // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+                let cube = emit("Mul", [emit("Mul", [input, input]), input])
+                let inner = emit("Mul", [emit("Add", [input, emit("Mul", [cube, constant(0.044715, type: t)])]), constant((2 / Double.pi).squareRoot(), type: t)])
+                return emit("Mul", [emit("Mul", [input, constant(0.5, type: t)]), emit("Add", [emit("Tanh", [inner]), constant(1, type: t)])])
+            }
+            // 0.5·x·(1 + erf(x / √2))
+            let erf = emit("Erf", [emit("Div", [input, constant(2.0.squareRoot(), type: t)])])
+            return emit("Mul", [emit("Mul", [input, constant(0.5, type: t)]), emit("Add", [erf, constant(1, type: t)])])
+        case "softmax", "log_softmax":
+            let input = try x()
+            let result = emit(op.name == "softmax" ? "Softmax" : "LogSoftmax", [toFloat(input)], [.int("axis", Int64(try int("dim")))])
+            return fromFloat(result, like: input)
+        case "layer_norm": return try layerNorm(op)
+        case "scaled_dot_product_attention": return try attention(op)
+        case "transpose":
+            var perm = Array(0..<rank)
+            perm.swapAt(axis(try int("dim0")), axis(try int("dim1")))
+            return emit("Transpose", [try x()], [.ints("perm", perm.map(Int64.init))])
+        case "permute": return emit("Transpose", [try x()], [.ints("perm", try ints("dims").map { Int64(axis($0)) })])
+        case "flatten":
+            let start = axis(try int("start")), end = axis(try int("end"))
+            let shape = op.inputs[0].shape
+            let target = Array(repeating: 0, count: start) + [-1] + Array(shape[(end + 1)...])
+            return emit("Reshape", [try x(), shapeConstant(target)])
+        case "unflatten":
+            let d = axis(try int("dim"))
+            let shape = op.inputs[0].shape
+            let target = Array(repeating: 0, count: d) + (try ints("sizes")) + Array(shape[(d + 1)...])
+            return emit("Reshape", [try x(), shapeConstant(target)])
+        case "view", "reshape":
+            var target = try ints("shape")
+            let input = op.inputs[0]
+            if target.first == traceBatch, input.shape.first == traceBatch { target[0] = 0 }
+            if let seq = traceSequence, target.count > 1, target[1] == seq, input.shape.count > 1, input.shape[1] == seq { target[1] = 0 }
+            return emit("Reshape", [try x(), shapeConstant(target)])
+        case "expand": return try expand(op)
+        case "unsqueeze": return emit("Unsqueeze", [try x(), int64s([Int64(try int("dim"))])])
+        case "squeeze": return emit("Squeeze", [try x(), int64s([Int64(try int("dim"))])])
+        case "cat": return emit("Concat", try op.inputs.map(value), [.int("axis", Int64(try int("dim")))])
+        case "select":
+            let index = constantTensor(TensorProto.int64(name: "", dims: [], values: [Int64(try int("index"))]), hint: "index")
+            return emit("Gather", [try x(), index], [.int("axis", Int64(axis(try int("dim"))))])
+        case "narrow": return try narrow(op)
+        case "embedding": return emit("Gather", [try x(0), try x(1)], [.int("axis", 0)])
+        case "gather": return emit("GatherElements", [try x(0), try x(1)], [.int("axis", Int64(try int("dim")))])
+        case "index_select": return emit("Gather", [try x(0), try x(1)], [.int("axis", Int64(try int("dim")))])
+        case "to_dtype":
+            guard case .dtype(let d)? = a["dtype"] else { throw ExportError("to_dtype in \(module) has no dtype") }
+            let target = d == .float32 ? computeType : Self.onnxType(d)
+            let input = try x()
+            return types[input] == target ? input : cast(input, to: target)
+        case "contiguous", "clone", "detach", "dropout": return try x()
+        case "eq_scalar", "ne_scalar", "gt_scalar", "lt_scalar", "ge_scalar", "le_scalar":
+            let input = try x()
+            let c = constant(scalar("scalar") ?? 0, type: type(of: input))
+            let kind = ["eq_scalar": "Equal", "ne_scalar": "Equal", "gt_scalar": "Greater", "lt_scalar": "Less",
+                        "ge_scalar": "GreaterOrEqual", "le_scalar": "LessOrEqual"][op.name]!
+            let result = emit(kind, [input, c], type: .bool)
+            return op.name == "ne_scalar" ? emit("Not", [result], type: .bool) : result
+        case "eq", "ne", "gt", "lt", "ge", "le":
+            let kind = ["eq": "Equal", "ne": "Equal", "gt": "Greater", "lt": "Less", "ge": "GreaterOrEqual", "le": "LessOrEqual"][op.name]!
+            let result = emit(kind, [try x(0), try x(1)], type: .bool)
+            return op.name == "ne" ? emit("Not", [result], type: .bool) : result
+        case "logical_and", "logical_or", "logical_xor":
+            return emit(["logical_and": "And", "logical_or": "Or", "logical_xor": "Xor"][op.name]!, [try x(0), try x(1)], type: .bool)
+        case "logical_not": return emit("Not", [try x()], type: .bool)
+        case "where": return emit("Where", [try x(0), try x(1), try x(2)])
+        case "argmax", "argmin":
+            var keep = false
+            if case .bool(let k)? = a["keepdim"] { keep = k }
+            return emit(op.name == "argmax" ? "ArgMax" : "ArgMin", [try x()], [.int("axis", Int64(try int("dim"))), .int("keepdims", keep ? 1 : 0)], type: .int64)
+        case "sum", "mean":
+            var keep = false
+            if case .bool(let k)? = a["keepdim"] { keep = k }
+            let input = try x()
+            let result = reduce(op.name == "sum" ? "ReduceSum" : "ReduceMean", toFloat(input), axes: try ints("dims").map(axis), keepdims: keep)
+            return fromFloat(result, like: input)
+        case "norm":
+            guard scalar("p") == 2 else { throw ExportError("norm with p ≠ 2 in \(module) has no ONNX lowering") }
+            var keep = false
+            if case .bool(let k)? = a["keepdim"] { keep = k }
+            let input = try x()
+            return fromFloat(reduce("ReduceL2", toFloat(input), axes: try ints("dims").map(axis), keepdims: keep), like: input)
+        case "clamp":
+            let input = try x(), t = type(of: input)
+            let low = scalar("min").map { constant($0, type: t) } ?? "", high = scalar("max").map { constant($0, type: t) } ?? ""
+            return emit("Clip", [input, low, high].reversedTrimmingEmpty())
+        default:
+            throw ExportError("op '\(op.name)' has no ONNX lowering (used in \(module)); export supports the ops of the CLIP, ViT and BERT towers")
+        }
+    }
+
+    // MARK: op families
+
+    /// x·Wᵀ + b. fp32/fp16: MatMul with the transposed weight. int8: dynamic quantization.
+    private func linear(_ op: RecordedOp) throws -> String {
+        let input = try value(op.inputs[0]), weight = op.inputs[1]
+        let name = parameterNames[ObjectIdentifier(weight)] ?? "linear.weight"
+        var out: String
+        if precision == .int8 {
+            let (q, scale) = Quantization.perChannel(weight.mT, axis: 1)          // [in, out], one scale per output
+            let wq = constantTensor(q, hint: "\(name).int8")
+            let zeros = constantTensor(Quantization.zeroPoints(count: weight.size(0)), hint: "\(name).zero_point")
+            let ws = constantTensor(scale, hint: "\(name).scale")
+            let xq = unique("\(name).x_quantized"), xs = unique("\(name).x_scale"), xz = unique("\(name).x_zero_point")
+            nodes.append(NodeProto(opType: "DynamicQuantizeLinear", inputs: [input], outputs: [xq, xs, xz], name: unique("DynamicQuantizeLinear")))
+            types[xq] = .uint8; types[xs] = .float; types[xz] = .uint8
+            let integer = emit("MatMulInteger", [xq, wq, xz, zeros], type: .int32)
+            out = emit("Mul", [cast(integer, to: .float), emit("Mul", [xs, ws], type: .float)], type: .float)
+        } else {
+            let transposed = materialize(weight, key: "transposed") { weight.mT.contiguous() }
+            out = emit("MatMul", [input, transposed])
+        }
+        if op.inputs.count > 2 { out = emit("Add", [out, try value(op.inputs[2])]) }
+        return out
+    }
+
+    private func conv(_ op: RecordedOp) throws -> String {
+        let a = op.attributes
+        guard case .ints(let stride)? = a["stride"], case .ints(let padding)? = a["padding"], case .ints(let dilation)? = a["dilation"],
+              case .int(let groups)? = a["groups"] else { throw ExportError("conv2d in \(module) lacks stride/padding/dilation/groups") }
+        let weight = op.inputs[1]
+        var w: String
+        if precision == .int8 {
+            let name = parameterNames[ObjectIdentifier(weight)] ?? "conv.weight"
+            let (q, scale) = Quantization.perChannel(weight, axis: 0)
+            w = emit("DequantizeLinear", [constantTensor(q, hint: "\(name).int8"), constantTensor(scale, hint: "\(name).scale"),
+                                          constantTensor(Quantization.zeroPoints(count: weight.size(0)), hint: "\(name).zero_point")],
+                     [.int("axis", 0)], type: .float)
+        } else {
+            w = try value(weight)
+        }
+        var inputs = [try value(op.inputs[0]), w]
+        if op.inputs.count > 2 { inputs.append(try value(op.inputs[2])) }
+        return emit("Conv", inputs, [.ints("strides", stride.map(Int64.init)), .ints("pads", (padding + padding).map(Int64.init)),
+                                     .ints("dilations", dilation.map(Int64.init)), .int("group", Int64(groups))])
+    }
+
+    /// LayerNormalization in float32 whatever the precision.
+    private func layerNorm(_ op: RecordedOp) throws -> String {
+        guard case .ints(let shape)? = op.attributes["normalized_shape"] else { throw ExportError("layer_norm in \(module) has no normalized_shape") }
+        var eps = 1e-5
+        if case .double(let e)? = op.attributes["eps"] { eps = e }
+        let input = try value(op.inputs[0])
+        var inputs = [toFloat(input)]
+        for t in op.inputs.dropFirst() { inputs.append(floatValue(t)) }
+        let result = emit("LayerNormalization", inputs, [.int("axis", Int64(-shape.count)), .float("epsilon", Float(eps))], type: .float)
+        return fromFloat(result, like: input)
+    }
+
+    /// softmax(q·kᵀ·scale, masked) · v, the mask and softmax in float32.
+    private func attention(_ op: RecordedOp) throws -> String {
+        let q = try value(op.inputs[0]), k = try value(op.inputs[1]), v = try value(op.inputs[2])
+        let d = op.inputs[0].shape.last!
+        var scale = 1 / Double(d).squareRoot()
+        if case .double(let s)? = op.attributes["scale"] { scale = s }
+        let rank = op.inputs[0].shape.count
+        var perm = Array(0..<rank).map(Int64.init)
+        perm.swapAt(rank - 1, rank - 2)
+        let scores = emit("Mul", [emit("MatMul", [q, emit("Transpose", [k], [.ints("perm", perm)])]), constant(scale, type: type(of: q))])
+        var logits = toFloat(scores)
+        let negativeInfinity = constant(-Double.infinity, type: .float)
+        if op.inputs.count > 3 {
+            logits = emit("Where", [try value(op.inputs[3]), logits, negativeInfinity], type: .float)
+        }
+        if case .bool(true)? = op.attributes["is_causal"] {
+            // Lower-triangular mask of the scores' last two (dynamic) sizes.
+            let size = emit("Slice", [emit("Shape", [logits], type: .int64), int64s([Int64(rank - 2)]), int64s([Int64(rank)])], type: .int64)
+            let ones = emit("ConstantOfShape", [size], [.tensor("value", TensorProto(dataType: .bool, dims: [1], rawData: Data([1])))], type: .bool)
+            logits = emit("Where", [emit("Trilu", [ones], [.int("upper", 0)], type: .bool), logits, negativeInfinity], type: .float)
+        }
+        let probabilities = fromFloat(emit("Softmax", [logits], [.int("axis", -1)], type: .float), like: q)
+        return emit("MatMul", [probabilities, v])
+    }
+
+    /// expand: -1 keeps a dimension (ONNX broadcasting does that with 1); the traced batch size
+    /// becomes the batch input's first dimension.
+    private func expand(_ op: RecordedOp) throws -> String {
+        guard case .ints(var shape)? = op.attributes["shape"] else { throw ExportError("expand in \(module) has no shape") }
+        shape = shape.map { $0 == -1 ? 1 : $0 }
+        let input = try value(op.inputs[0])
+        if shape.first == traceBatch, let source = batchSource {
+            let batch = emit("Slice", [emit("Shape", [source], type: .int64), int64s([0]), int64s([1])], type: .int64)
+            let target = emit("Concat", [batch, int64s(shape.dropFirst().map(Int64.init))], [.int("axis", 0)], type: .int64)
+            return emit("Expand", [input, target])
+        }
+        return emit("Expand", [input, shapeConstant(shape)])
+    }
+
+    /// narrow → Slice; a length equal to the traced sequence length follows the input's length.
+    private func narrow(_ op: RecordedOp) throws -> String {
+        guard case .int(let dim)? = op.attributes["dim"], case .int(let start)? = op.attributes["start"], case .int(let length)? = op.attributes["length"] else {
+            throw ExportError("narrow in \(module) lacks dim/start/length")
+        }
+        let input = try value(op.inputs[0])
+        var end = int64s([Int64(start + length)])
+        if let seq = traceSequence, length == seq, let source = sequenceSource {
+            let sequence = emit("Slice", [emit("Shape", [source], type: .int64), int64s([1]), int64s([2])], type: .int64)
+            end = start == 0 ? sequence : emit("Add", [sequence, int64s([Int64(start)])], type: .int64)
+        }
+        return emit("Slice", [input, int64s([Int64(start)]), end, int64s([Int64(dim)])])
+    }
+
+    /// Reduce ops: axes are an attribute before opset 18 (ReduceSum: 13), an input after.
+    private func reduce(_ kind: String, _ input: String, axes: [Int], keepdims: Bool) -> String {
+        let keep = AttributeProto.int("keepdims", keepdims ? 1 : 0)
+        if kind == "ReduceSum" || opset >= 18 {
+            return emit(kind, [input, int64s(axes.map(Int64.init))], [keep], type: types[input])
+        }
+        return emit(kind, [input], [.ints("axes", axes.map(Int64.init)), keep], type: types[input])
+    }
+
+    // MARK: values and constants
+
+    /// The graph value of a traced tensor: an earlier node's output, a graph input, or an
+    /// initializer made from its traced contents.
+    func value(_ t: Tensor) throws -> String {
+        if let name = values[ObjectIdentifier(t)] { return name }
+        let type: TensorProto.DataType = t.dtype == .float32 || t.dtype == .float64 ? computeType : Self.onnxType(t.dtype)
+        let name = materialize(t, key: "", as: type) { t }
+        values[ObjectIdentifier(t)] = name
+        return name
+    }
+
+    /// A float tensor as a float32 initializer (LayerNorm weights in fp16 mode).
+    private func floatValue(_ t: Tensor) -> String {
+        if let name = values[ObjectIdentifier(t)], types[name] == .float { return name }
+        if let name = values[ObjectIdentifier(t)], dynamic.contains(ObjectIdentifier(t)) { return toFloat(name) }
+        return materialize(t, key: "float32", as: .float) { t }
+    }
+
+    /// An initializer for (tensor, key), made once; identical contents share one initializer.
+    private func materialize(_ t: Tensor, key: String, as type: TensorProto.DataType? = nil, _ make: () -> Tensor) -> String {
+        let cacheKey = "\(ObjectIdentifier(t).hashValue)/\(key)/\(type?.rawValue ?? -1)"
+        if let name = derived[cacheKey] { return name }
+        var hint = parameterNames[ObjectIdentifier(t)] ?? "const"
+        if !key.isEmpty { hint += ".\(key)" }
+        let type = type ?? (t.dtype == .float32 ? computeType : Self.onnxType(t.dtype))
+        let name = constantTensor(Self.tensorProto(make(), type: type), hint: hint)
+        derived[cacheKey] = name
+        return name
+    }
+
+    /// Adds an initializer (or finds one with the same type, shape and bytes) and returns its name.
+    func constantTensor(_ proto: TensorProto, hint: String) -> String {
+        var hasher = Hasher()
+        hasher.combine(proto.dataType.rawValue)
+        hasher.combine(proto.dims)
+        hasher.combine(proto.rawData)
+        let key = hasher.finalize()
+        if let match = contentNames[key]?.first(where: { $0.0.dataType == proto.dataType && $0.0.dims == proto.dims && $0.0.rawData == proto.rawData }) {
+            return match.1
+        }
+        var named = proto
+        named.name = unique(hint)
+        initializers.append(named)
+        types[named.name] = proto.dataType
+        contentNames[key, default: []].append((named, named.name))
+        return named.name
+    }
+
+    private func constant(_ value: Double, type: TensorProto.DataType) -> String {
+        constantTensor(Self.scalarProto(value, type: type), hint: "const")
+    }
+
+    private func int64s(_ values: [Int64]) -> String {
+        constantTensor(TensorProto.int64(name: "", dims: [Int64(values.count)], values: values), hint: "const")
+    }
+
+    private func shapeConstant(_ shape: [Int]) -> String { int64s(shape.map(Int64.init)) }
+
+    private func type(of value: String) -> TensorProto.DataType { types[value] ?? computeType }
+
+    private func cast(_ value: String, to type: TensorProto.DataType) -> String {
+        emit("Cast", [value], [.int("to", Int64(type.rawValue))], type: type)
+    }
+
+    /// In fp16 mode, float16 values go to float32 for numerically sensitive ops, and back.
+    private func toFloat(_ value: String) -> String { types[value] == .float16 ? cast(value, to: .float) : value }
+    private func fromFloat(_ value: String, like original: String) -> String {
+        types[original] == .float16 && types[value] == .float ? cast(value, to: .float16) : value
+    }
+
+    /// Appends a node with one output; its type defaults to the first input's.
+    @discardableResult
+    private func emit(_ opType: String, _ inputs: [String], _ attributes: [AttributeProto] = [], type: TensorProto.DataType? = nil) -> String {
+        let output = unique("\(opType.lowercased())_out")
+        nodes.append(NodeProto(opType: opType, inputs: inputs, outputs: [output], name: unique(opType), attributes: attributes))
+        types[output] = type ?? inputs.first.flatMap { types[$0] } ?? computeType
+        return output
+    }
+
+    private func unique(_ base: String) -> String {
+        var name = base, n = 1
+        while usedNames.contains(name) { n += 1; name = "\(base)_\(n)" }
+        usedNames.insert(name)
+        return name
+    }
+
+    // MARK: conversions
+
+    static func onnxType(_ d: DType) -> TensorProto.DataType {
+        switch d {
+        case .float32: .float
+        case .float64: .double
+        case .float16: .float16
+        case .bfloat16: .bfloat16
+        case .int64: .int64
+        case .int32: .int32
+        case .uint8: .uint8
+        case .bool: .bool
+        }
+    }
+
+    static func torchType(_ t: TensorProto.DataType) -> DType {
+        switch t {
+        case .float16: .float16
+        case .int64: .int64
+        case .int32: .int32
+        case .uint8: .uint8
+        case .bool: .bool
+        case .double: .float64
+        case .int8: .int32   // never converted from a tensor; see Quantization
+        default: .float32
+        }
+    }
+
+    static func tensorProto(_ t: Tensor, type: TensorProto.DataType) -> TensorProto {
+        let converted = withNoGrad { t.detach().to(torchType(type)).contiguous() }
+        return TensorProto(dataType: type, dims: t.shape.map(Int64.init), rawData: Data(converted.bytes()))
+    }
+
+    static func scalarProto(_ value: Double, type: TensorProto.DataType) -> TensorProto {
+        tensorProto(Tensor.full([], value, dtype: torchType(type)), type: type)
+    }
+
+    /// "vision_model.encoder.layers.0.mlp.fc1.weight" → "vision_model.encoder.layers.0.mlp.fc1".
+    static func modulePath(_ parameter: String) -> String {
+        parameter.split(separator: ".").dropLast().joined(separator: ".")
+    }
+}
+
+private extension Array where Element == String {
+    /// Drops trailing "" (omitted optional inputs at the end of an ONNX node's input list).
+    func reversedTrimmingEmpty() -> [String] {
+        var result = self
+        while result.last == "" { result.removeLast() }
+        return result
+    }
+}
+
+private extension Scalar {
+    var doubleValue: Double {
+        switch self {
+        case .float(let v): v
+        case .int(let v): Double(v)
+        case .bool(let v): v ? 1 : 0
+        }
+    }
+}

@@ -1,0 +1,31 @@
+import ArgumentParser
+import Export
+import Foundation
+
+/// ONNX encoders for serving: image_encoder.onnx, text_encoder.onnx, export.json and the
+/// tokenizer files, from any checkpoint the framework loads.
+@main
+struct ExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "export", abstract: "Export a checkpoint's encoders to ONNX (fp32, fp16 or int8).")
+
+    @Option(help: "Checkpoint folder (Hugging Face layout), e.g. Checkpoints/clip-finetune/best.") var checkpoint: String
+    @Option(help: "Output folder; default: <checkpoint>-onnx-<precision>.") var out: String?
+    @Option(help: "fp32, fp16 or int8.") var precision = "fp32"
+    @Option(help: "ONNX opset (17 or 18).") var opset = 17
+    @Flag(help: "Leave the embeddings unnormalised.") var noNormalize = false
+    @Flag(help: "Replace the output folder if it exists.") var overwrite = false
+
+    func run() throws {
+        guard let p = ExportPrecision(rawValue: precision) else {
+            throw ValidationError("--precision must be one of \(ExportPrecision.allCases.map(\.rawValue).joined(separator: ", ")), got '\(precision)'")
+        }
+        let folder = out ?? "\(checkpoint.hasSuffix("/") ? String(checkpoint.dropLast()) : checkpoint)-onnx-\(p.rawValue)"
+        let started = Date()
+        let result = try EncoderExport.export(checkpoint: checkpoint, to: folder,
+                                              options: ExportOptions(precision: p, opset: opset, normalize: !noNormalize, overwrite: overwrite))
+        for (name, size) in result.files.sorted(by: { $0.key < $1.key }) {
+            print(String(format: "%10.2f MB  %@/%@", Double(size) / 1e6, folder, name))
+        }
+        print(String(format: "exported %@ (%@, opset %d) in %.1f s", checkpoint, p.rawValue, opset, Date().timeIntervalSince(started)))
+    }
+}
