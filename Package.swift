@@ -104,7 +104,7 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Tokenizers", "TestSupport"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "ExportTests", dependencies: ["Export", "Models", "Tokenizers", "TestSupport"], exclude: ["check_export.py"]),
+        .testTarget(name: "ExportTests", dependencies: ["Export", "Models", "Tokenizers", "Data", "TestSupport"], exclude: ["check_export.py"]),
         .testTarget(name: "ONNXTests", dependencies: ["ONNX"], exclude: ["check_model.py"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "TestSupport"], resources: [.copy("Fixtures")]),
     ],

@@ -199,7 +199,9 @@ final class GraphLowering {
             let index = constantTensor(TensorProto.int64(name: "", dims: [], values: [Int64(try int("index"))]), hint: "index")
             return emit("Gather", [try x(), index], [.int("axis", Int64(axis(try int("dim"))))])
         case "narrow": return try narrow(op)
-        case "embedding": return emit("Gather", [try x(0), try x(1)], [.int("axis", 0)])
+        case "embedding":
+            if precision == .int8 { return try quantizedEmbedding(table: op.inputs[0], ids: try x(1)) }
+            return emit("Gather", [try x(0), try x(1)], [.int("axis", 0)])
         case "gather": return emit("GatherElements", [try x(0), try x(1)], [.int("axis", Int64(try int("dim")))])
         case "index_select": return emit("Gather", [try x(0), try x(1)], [.int("axis", Int64(try int("dim")))])
         case "to_dtype":
@@ -271,6 +273,16 @@ final class GraphLowering {
         }
         if op.inputs.count > 2 { out = emit("Add", [out, try value(op.inputs[2])]) }
         return out
+    }
+
+    /// int8 rows with one scale per row: Gather both, then scale the gathered rows (the table
+    /// stays int8 in the file, a quarter of its float size).
+    private func quantizedEmbedding(table: Tensor, ids: String) throws -> String {
+        let name = parameterNames[ObjectIdentifier(table)] ?? "embedding.weight"
+        let (q, scale) = Quantization.perChannel(table, axis: 0)
+        let rows = emit("Gather", [constantTensor(q, hint: "\(name).int8"), ids], [.int("axis", 0)], type: .int8)
+        let scales = emit("Gather", [constantTensor(scale, hint: "\(name).scale"), ids], [.int("axis", 0)], type: .float)
+        return emit("Mul", [cast(rows, to: .float), emit("Unsqueeze", [scales, int64s([-1])], type: .float)], type: .float)
     }
 
     private func conv(_ op: RecordedOp) throws -> String {

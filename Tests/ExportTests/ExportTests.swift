@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Data
 import Export
 import Models
 import NN
@@ -198,5 +199,45 @@ struct ExportTests {
             _ = try EncoderExport.graph(name: "g", model: linear, options: ExportOptions(), inputs: [TracedInput(x, name: "x", axes: ["batch", nil])],
                                         output: "y", sequence: nil) { linear(x).cumsum(dim: 1) }
         } catch { #expect("\(error)".contains("'cumsum'")) }
+    }
+}
+
+@Suite("Serving snippet", .serialized)
+struct ServingSnippetTests {
+    /// The README's Python snippet (docs/serve_example.py) embeds a real JPEG and a caption with an
+    /// fp32 export; its similarity must be ours.
+    @Test(.enabled(if: hasONNXRuntime, "needs .deps/python with onnxruntime and Pillow (Scripts/bootstrap installs them)"))
+    func snippetPrintsOurSimilarity() throws {
+        let snippet = "\(repositoryRoot)/docs/serve_example.py"
+        let readme = try String(contentsOfFile: "\(repositoryRoot)/README.md", encoding: .utf8)
+        #expect(readme.contains(try String(contentsOfFile: snippet, encoding: .utf8)), "README's serving snippet differs from docs/serve_example.py")
+
+        let out = "\(temporaryFolder("serve"))/export"
+        try EncoderExport.export(checkpoint: ExportFixtures.dualEncoder, to: out)
+        // A 64×64 JPEG of the embedded data, resized to the model's 32 px by both sides.
+        let reader = try ShardReader(path: "\(repositoryRoot)/Data/shapes/val-0000.tar.zst")
+        guard case .success(let record)? = try reader.next(), case .bytes(let jpeg) = record.image else { Issue.record("no sample"); return }
+        let imagePath = "\(temporaryFolder("serve-image"))/sample.jpg"
+        try Data(jpeg).write(to: URL(fileURLWithPath: imagePath))
+        let caption = "a small red circle, top-left (naïve test)"
+
+        let loaded = try Pretrained.load(ExportFixtures.dualEncoder)
+        guard case .dualEncoder(let model) = loaded.model else { Issue.record("not a dual encoder"); return }
+        let pipeline = ImagePipeline(preprocessing: loaded.preprocessing!)
+        var pixels = [Float](repeating: 0, count: pipeline.sampleCount)
+        var random = SeededRandom(seed: 0, epoch: 0, index: 0)
+        try jpeg.withUnsafeBytes { encoded in
+            try pixels.withUnsafeMutableBufferPointer { try pipeline.process(encoded, decoder: JPEGDecoder(), random: &random, into: $0) }
+        }
+        let size = loaded.preprocessing!.size
+        let ours: Double = withNoGrad {
+            let (ids, mask) = try! loaded.tokenizer().encode([caption])
+            let image = F.normalize(model.imageFeatures(Tensor(pixels, shape: [1, 3, size, size])), dim: -1)
+            let text = F.normalize(model.textFeatures(ids: ids, attentionMask: mask), dim: -1)
+            return (image * text).sum().item(Double.self)
+        }
+        let printed = try runPython([snippet, out, imagePath, caption])
+        let value = try #require(Double(printed.replacingOccurrences(of: "similarity:", with: "").trimmingCharacters(in: .whitespacesAndNewlines)))
+        #expect(abs(value - ours) < 1e-4, "snippet \(value) vs ours \(ours)")
     }
 }
