@@ -1,0 +1,168 @@
+"""Side-by-side benchmarks (see Scripts/bench). Standard library only; the PyTorch side is
+Benchmarks/model_reference.py run with the reference venv's python.
+
+Each comparison alternates ours and theirs (one process each per round) for ROUNDS rounds after
+a warm-up inside each process; a side's figure is the median over rounds of its per-process
+median. Both sides use the same thread count. Results: bench/results.json
+({"comparisons": [{name, ours, theirs, unit, ratio, goal, note}]}), bench/RESULTS.md and the
+README's table between the bench markers.
+"""
+import argparse, json, os, re, statistics, subprocess, sys, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / ".build" / "release" / "bench"
+EXPORT = ROOT / ".build" / "release" / "export"
+OUT = ROOT / "bench"
+THREADS = "2"
+
+
+def run_json(cmd):
+    started = time.time()
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(map(str, cmd))}\n{proc.stderr[-3000:]}")
+    line = [l for l in proc.stdout.splitlines() if l.startswith("{")][-1]
+    result = json.loads(line)
+    result["_wall_s"] = time.time() - started
+    return result
+
+
+def alternate(*commands, rounds):
+    """Runs the commands in turn, `rounds` times; returns each command's list of JSON results."""
+    results = [[] for _ in commands]
+    for r in range(rounds):
+        for i, cmd in enumerate(commands):
+            results[i].append(run_json(cmd))
+        print(f"  round {r + 1}/{rounds}", file=sys.stderr)
+    return results
+
+
+def med(results, key):
+    return statistics.median(r[key] for r in results)
+
+
+class Report:
+    def __init__(self):
+        self.rows = []
+        path = OUT / "results.json"
+        self.previous = json.loads(path.read_text())["comparisons"] if path.exists() else []
+
+    def add(self, name, ours, theirs, unit, ratio, goal, note=""):
+        self.rows = [r for r in self.rows if r["name"] != name]
+        self.rows.append({"name": name, "ours": ours, "theirs": theirs, "unit": unit, "ratio": ratio, "goal": goal, "note": note})
+        print(f"{name}: ours {ours:.4g} theirs {theirs:.4g} {unit} ratio {ratio:.3f} (goal {goal}) {note}", file=sys.stderr)
+
+    def met(self, row):
+        op, value = row["goal"][:2], float(row["goal"][2:])
+        return row["ratio"] <= value if op == "<=" else row["ratio"] >= value if op == ">=" else row["ratio"] < value
+
+    def write(self):
+        names = {r["name"] for r in self.rows}
+        rows = self.rows + [r for r in self.previous if r["name"] not in names]   # keep comparisons not rerun
+        OUT.mkdir(exist_ok=True)
+        (OUT / "results.json").write_text(json.dumps({"comparisons": rows}, indent=2) + "\n")
+        lines = ["| comparison | ours | theirs | unit | ratio | goal | met | note |", "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(f"| {r['name']} | {r['ours']:.4g} | {r['theirs']:.4g} | {r['unit']} | {r['ratio']:.3f} | {r['goal']} | "
+                         f"{'yes' if self.met(r) else '**no**'} | {r.get('note') or ''} |")
+        table = "\n".join(lines)
+        (OUT / "RESULTS.md").write_text(table + "\n")
+        readme = ROOT / "README.md"
+        text = readme.read_text()
+        new = re.sub(r"(<!-- bench:start -->\n).*?(<!-- bench:end -->)", lambda m: m.group(1) + table + "\n" + m.group(2), text, flags=re.S)
+        if new != text:
+            readme.write_text(new)
+        print(table)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--python", required=True)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--only", nargs="*", default=None, help="train, bf16, embed, onnx, data, bridge, wait")
+    a = p.parse_args()
+    ref = [a.python, ROOT / "Benchmarks" / "model_reference.py"]
+    want = lambda k: a.only is None or k in a.only
+    report = Report()
+    models = OUT / "models"
+    for preset in ["S", "T"]:
+        if not (models / preset / "batch.safetensors").exists():
+            run_json(ref + ["make-model", "--preset", preset, "--out", models / preset])
+
+    peak = None
+    if want("train") or want("bf16"):
+        ours, theirs = alternate([BENCH, "matmul-peak", "--threads", THREADS], ref + ["matmul-peak", "--threads", THREADS], rounds=3)
+        peak = {"ours": med(ours, "fp32_gflops"), "theirs": med(theirs, "fp32_gflops"),
+                "bf16_ours": med(ours, "bf16_gflops"), "bf16_theirs": med(theirs, "bf16_gflops")}
+        report.add("matmul peak fp32 (2048², GFLOP/s)", peak["ours"], peak["theirs"], "GFLOP/s", peak["ours"] / peak["theirs"], ">=0.95",
+                   f"bf16: {peak['bf16_ours']:.3g} vs {peak['bf16_theirs']:.3g} GFLOP/s")
+
+    if want("train"):
+        for preset, goal, steps in [("S", "<=0.95", 5), ("T", "<=0.8", 20)]:
+            m = models / preset
+            ours, theirs = alternate([BENCH, "train-step", "--model", m, "--warmup", "2", "--steps", steps, "--threads", THREADS],
+                                     ref + ["train-step", "--model", m, "--warmup", "2", "--steps", str(steps), "--threads", THREADS], rounds=a.rounds)
+            o, t = med(ours, "median_s"), med(theirs, "median_s")
+            flops = theirs[0]["flops_per_step"]
+            note = f"MFU {flops / o / 1e9 / peak['ours']:.0%} vs {flops / t / 1e9 / peak['theirs']:.0%} of the fp32 matmul peak" if peak else ""
+            report.add(f"train step ({preset})", o * 1e3, t * 1e3, "ms/step", o / t, goal, note)
+            ro, rt = max(r["peak_rss_mb"] for r in ours), max(r["peak_rss_mb"] for r in theirs)
+            report.add(f"peak RSS, train step ({preset})", ro, rt, "MB", ro / rt, "<=1.0")
+
+    if want("bf16"):
+        # bf16 on (S) when the CPU has native bf16 matmul; emulated bf16 is ~100x slower, so T then.
+        preset = "S" if peak and peak["bf16_ours"] > peak["ours"] else "T"
+        m = models / preset
+        cmd = lambda bf16: [BENCH, "train-step", "--model", m, "--warmup", "1", "--steps", "3", "--threads", THREADS] + (["--bf16"] if bf16 else [])
+        theirs_cmd = ref + ["train-step", "--model", str(m), "--warmup", "1", "--steps", "3", "--threads", THREADS, "--bf16"]
+        bf, fp, theirs = alternate(cmd(True), cmd(False), theirs_cmd, rounds=3)
+        o, f, t = med(bf, "median_s"), med(fp, "median_s"), med(theirs, "median_s")
+        note = "" if preset == "S" else f"run on (T): this CPU has no native bf16 matmul ({peak['bf16_ours']:.2g} vs {peak['ours']:.3g} GFLOP/s fp32)"
+        report.add(f"bf16 step speed-up over fp32 ({preset})", f * 1e3, o * 1e3, "ms/step (fp32 | bf16)", f / o, ">=2", note)
+        report.add(f"bf16 step vs PyTorch autocast ({preset})", o * 1e3, t * 1e3, "ms/step", o / t, "<=0.95", note)
+
+    if want("embed"):
+        for tower in ["image", "text"]:
+            ours, theirs = alternate([BENCH, "embed", "--model", models / "S", "--tower", tower, "--threads", THREADS],
+                                     ref + ["embed", "--model", str(models / "S"), "--tower", tower, "--threads", THREADS], rounds=a.rounds)
+            o, t = med(ours, "items_per_s"), med(theirs, "items_per_s")
+            report.add(f"embedding throughput, {tower} tower (S, batch 64)", o, t, "items/s", o / t, ">=1.0")
+
+    if want("onnx"):
+        onnx_dir = OUT / "onnx"
+        for precision in ["fp32", "int8"]:
+            done = subprocess.run([EXPORT, "--checkpoint", models / "S", "--out", onnx_dir / f"ours-{precision}", "--precision", precision, "--overwrite"],
+                                         capture_output=True, text=True, cwd=ROOT)
+            if done.returncode != 0:
+                raise SystemExit(done.stderr)
+        run_json(ref + ["onnx-export", "--model", str(models / "S"), "--out", str(onnx_dir / "torch")])
+        for tower, name in [("image", "pixel_values"), ("text", "input_ids")]:
+            for batch in ["1", "32"]:
+                lat = lambda d: ref + ["onnx-latency", "--onnx", str(onnx_dir / d / f"{tower}_encoder.onnx"), "--input-name", name, "--batch", batch, "--threads", THREADS]
+                ours, theirs = alternate(lat("ours-fp32"), lat("torch"), rounds=a.rounds)
+                o, t = med(ours, "median_ms"), med(theirs, "median_ms")
+                report.add(f"ONNX {tower} encoder latency, batch {batch} (ours vs torch.onnx.export)", o, t, "ms", o / t, "<=1.0")
+                q, f = alternate(lat("ours-int8"), lat("ours-fp32"), rounds=a.rounds)
+                qi, fi = med(q, "median_ms"), med(f, "median_ms")
+                report.add(f"ONNX {tower} encoder int8 speed-up, batch {batch}", qi, fi, "ms (int8 | fp32)", fi / qi, ">=1.5")
+
+    if want("data"):
+        subprocess.run([BENCH, "data", "--python", a.python, "--output", OUT / "results.json"], check=True, cwd=ROOT)
+        report.previous = json.loads((OUT / "results.json").read_text())["comparisons"]
+    if want("bridge"):
+        subprocess.run([BENCH, "bridge", "--output", OUT / "results.json"], check=True, cwd=ROOT)
+        report.previous = json.loads((OUT / "results.json").read_text())["comparisons"]
+
+    if want("wait"):
+        metrics = ROOT / "Checkpoints" / "clip-finetune" / "metrics.jsonl"
+        if metrics.exists():
+            fractions = [r["data_wait_fraction"] for r in map(json.loads, metrics.read_text().splitlines()) if r.get("kind") == "train" and "data_wait_fraction" in r]
+            wait = statistics.mean(fractions)
+            report.add("data wait, default recipe (fraction of step time)", wait, 0.02, "fraction", wait, "<0.02",
+                       "mean over the run's log windows; 'theirs' is the goal")
+    report.write()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+import ArgumentParser
+import Data
+import Foundation
+import Models
+import NN
+import Optim
+import Torch
+import Training
+
+/// Prints one JSON object (the Python side prints the same keys), for Scripts/bench to collect.
+func emit(_ object: [String: Any]) {
+    let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+}
+
+/// Peak resident set of this process, in MB.
+func peakRSSMegabytes() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024
+}
+
+/// The model and fixed batch written by `Benchmarks/model_reference.py make-model`.
+struct BenchModel {
+    let model: DualEncoder
+    let pixels: Tensor, ids: Tensor, mask: Tensor
+
+    init(_ folder: String) throws {
+        guard case .dualEncoder(let model) = try Pretrained.load(folder).model else { throw ValidationError("\(folder) is not a CLIP") }
+        self.model = model
+        let batch = try SafeTensors.load("\(folder)/batch.safetensors")
+        guard let pixels = batch["pixel_values"], let ids = batch["input_ids"], let mask = batch["attention_mask"] else {
+            throw ValidationError("\(folder)/batch.safetensors lacks pixel_values, input_ids or attention_mask")
+        }
+        (self.pixels, self.ids, self.mask) = (pixels, ids, mask)
+    }
+}
+
+/// Seconds of each timed call after `warmup` untimed ones.
+func timed(warmup: Int, repetitions: Int, _ body: () -> Void) -> [Double] {
+    for _ in 0..<warmup { body() }
+    return (0..<repetitions).map { _ in
+        let start = DispatchTime.now().uptimeNanoseconds
+        body()
+        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    }
+}
+
+struct TrainStep: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "train-step",
+        abstract: "Forward + CLIP loss + backward + AdamW step on a fixed batch (one JSON line).")
+
+    @Option(help: "Folder from `Benchmarks/model_reference.py make-model`.") var model: String
+    @Option(help: "Untimed steps first.") var warmup = 3
+    @Option(help: "Timed steps.") var steps = 10
+    @Option(help: "Intra-op threads.") var threads = 2
+    @Flag(help: "bf16 autocast for forward and loss.") var bf16 = false
+
+    func run() throws {
+        Torch.threadCount = threads
+        let m = try BenchModel(model)
+        m.model.train()
+        // open_clip's groups and the reference side's AdamW settings.
+        let optimizer = AdamW(groups: ParameterGroup.standard(m.model, learningRate: 1e-4, weightDecay: 0.1), betas: (0.9, 0.98), eps: 1e-6)
+        var losses: [Double] = []
+        let times = timed(warmup: warmup, repetitions: steps) {
+            optimizer.zeroGrad()
+            let forward = {
+                clipLoss(imageFeatures: m.model.imageFeatures(m.pixels), textFeatures: m.model.textFeatures(ids: m.ids, attentionMask: m.mask),
+                         logitScale: m.model.logitScale)
+            }
+            let loss = bf16 ? withAutocast(.bfloat16, forward) : forward()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item(Double.self))
+        }
+        emit(["median_s": median(times), "min_s": times.min()!, "steps_s": times, "loss_first": losses.first!, "loss_last": losses.last!,
+              "peak_rss_mb": peakRSSMegabytes(), "threads": Torch.threadCount, "bf16": bf16])
+    }
+}
+
+struct EmbedThroughput: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "embed", abstract: "No-grad embedding throughput of one tower (one JSON line).")
+
+    @Option(help: "Folder from `Benchmarks/model_reference.py make-model`.") var model: String
+    @Option(help: "image or text.") var tower = "image"
+    @Option(help: "Batch size (the fixed batch tiled).") var batch = 64
+    @Option var warmup = 2
+    @Option var reps = 10
+    @Option(help: "Intra-op threads.") var threads = 2
+
+    func run() throws {
+        Torch.threadCount = threads
+        let m = try BenchModel(model)
+        m.model.eval()
+        func tile(_ t: Tensor) -> Tensor {
+            let copies = (batch + t.size(0) - 1) / t.size(0)
+            return Tensor.cat(Array(repeating: t, count: copies)).narrow(dim: 0, start: 0, length: batch).contiguous()
+        }
+        let pixels = tile(m.pixels), ids = tile(m.ids), mask = tile(m.mask)
+        let times = timed(warmup: warmup, repetitions: reps) {
+            withInferenceMode {
+                let out = tower == "image" ? m.model.imageFeatures(pixels) : m.model.textFeatures(ids: ids, attentionMask: mask)
+                _ = out.sum().item(Double.self)
+            }
+        }
+        emit(["median_s": median(times), "items_per_s": Double(batch) / median(times), "threads": Torch.threadCount])
+    }
+}
+
+struct MatmulPeak: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "matmul-peak", abstract: "GFLOP/s of an n×n matmul in fp32 and bf16 (one JSON line).")
+
+    @Option var n = 2048
+    @Option var reps = 10
+    @Option var threads = 2
+
+    func run() throws {
+        Torch.threadCount = threads
+        var result: [String: Any] = ["n": n, "threads": Torch.threadCount]
+        for (key, dtype) in [("fp32_gflops", DType.float32), ("bf16_gflops", DType.bfloat16)] {
+            let a = Tensor.randn([n, n]).to(dtype), b = Tensor.randn([n, n]).to(dtype)
+            let times = timed(warmup: 2, repetitions: reps) { _ = a.matmul(b).sum().item(Double.self) }
+            result[key] = 2 * pow(Double(n), 3) / median(times) / 1e9
+        }
+        emit(result)
+    }
+}
+
+struct ExportInputs: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "export-inputs",
+        abstract: "A checkpoint's own preprocessing and tokenization of a validation set, as safetensors (ONNX retrieval checks).")
+
+    @Option(help: "Checkpoint folder.") var checkpoint: String
+    @Option(help: "Shard pattern of the validation data.") var data = "Data/shapes/val-0000.tar.zst"
+    @Option(help: "Output .safetensors file.") var out: String
+
+    func run() throws {
+        let loaded = try Pretrained.load(checkpoint)
+        let tokenizer = try loaded.tokenizer()
+        let preprocessing = loaded.preprocessing ?? ImagePreprocessing(size: 224)
+        let loader = DataLoader(source: .shards(try WebDataset.shards(data)), pipeline: ImagePipeline(preprocessing: preprocessing),
+                                options: DataLoaderOptions(batchSize: 250, threads: 2, shuffle: false, dropLast: false))
+        var pixels: [Tensor] = [], captions: [String] = []
+        let epoch = loader.epoch(0)
+        while let batch = try epoch.next() {
+            pixels.append(batch.pixels)
+            captions += batch.captions
+        }
+        let (ids, mask) = tokenizer.encode(captions)
+        try SafeTensors.save(["pixel_values": Tensor.cat(pixels), "input_ids": ids, "attention_mask": mask], to: out)
+        emit(["samples": captions.count, "out": out])
+    }
+}
