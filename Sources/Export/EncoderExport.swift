@@ -14,11 +14,15 @@ public struct ExportOptions: Sendable {
     public var normalize = true
     /// Replace an existing output folder.
     public var overwrite = false
+    /// The text encoder's precision when it differs (e.g. int8 images, fp16 text).
+    public var textPrecision: ExportPrecision?
 
     public static let supportedOpsets = 17...18
 
-    public init(precision: ExportPrecision = .fp32, opset: Int = 17, normalize: Bool = true, overwrite: Bool = false) {
+    public init(precision: ExportPrecision = .fp32, opset: Int = 17, normalize: Bool = true, overwrite: Bool = false,
+                textPrecision: ExportPrecision? = nil) {
         self.precision = precision
+        self.textPrecision = textPrecision
         self.opset = opset
         self.normalize = normalize
         self.overwrite = overwrite
@@ -127,10 +131,12 @@ public enum EncoderExport {
     /// Records and lowers the text tower; returns its export.json section.
     private static func textExport(_ model: Module, tower: any TextTower, tokenizer: TensorTokenizer, folder: String, options: ExportOptions,
                                    forward: (Tensor, Tensor?) -> Tensor) throws -> [String: Any] {
+        var options = options
+        options.precision = options.textPrecision ?? options.precision
         let isBERT = tower is BertModel
         let context = tokenizer.tokenizer.contextLength
         var section: [String: Any] = ["file": textFile, "input": "input_ids", "output": "text_embeds", "context_length": context,
-                                      "pad_id": tokenizer.tokenizer.padTokenId]
+                                      "pad_id": tokenizer.tokenizer.padTokenId, "precision": options.precision.rawValue]
         let length = Swift.min(traceSequence, context)
         var ids = Tensor.randint(1000, 2000, [traceBatch, length], generator: Generator(seed: 11))
         var mask: Tensor?

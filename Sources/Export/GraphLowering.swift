@@ -455,7 +455,8 @@ final class GraphLowering {
     @discardableResult
     private func emit(_ opType: String, _ inputs: [String], _ attributes: [AttributeProto] = [], type: TensorProto.DataType? = nil) -> String {
         let output = unique("\(opType.lowercased())_out")
-        nodes.append(NodeProto(opType: opType, inputs: inputs, outputs: [output], name: unique(opType), attributes: attributes))
+        // Nodes are named after the module that ran them: "text_model.encoder.layer.0.output.dense/MatMul".
+        nodes.append(NodeProto(opType: opType, inputs: inputs, outputs: [output], name: unique("\(module)/\(opType)"), attributes: attributes))
         types[output] = type ?? inputs.first.flatMap { types[$0] } ?? computeType
         return output
     }

@@ -11,6 +11,7 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "Checkpoint folder (Hugging Face layout), e.g. Checkpoints/clip-finetune/best.") var checkpoint: String
     @Option(help: "Output folder; default: <checkpoint>-onnx-<precision>.") var out: String?
     @Option(help: "fp32, fp16 or int8.") var precision = "fp32"
+    @Option(help: "The text encoder's precision, when it should differ (e.g. --precision int8 --text-precision fp16).") var textPrecision: String?
     @Option(help: "ONNX opset (17 or 18).") var opset = 17
     @Flag(help: "Leave the embeddings unnormalised.") var noNormalize = false
     @Flag(help: "Replace the output folder if it exists.") var overwrite = false
@@ -19,10 +20,14 @@ struct ExportCommand: ParsableCommand {
         guard let p = ExportPrecision(rawValue: precision) else {
             throw ValidationError("--precision must be one of \(ExportPrecision.allCases.map(\.rawValue).joined(separator: ", ")), got '\(precision)'")
         }
+        let textP = try textPrecision.map { value in
+            guard let p = ExportPrecision(rawValue: value) else { throw ValidationError("--text-precision must be fp32, fp16 or int8, got '\(value)'") }
+            return p
+        }
         let folder = out ?? "\(checkpoint.hasSuffix("/") ? String(checkpoint.dropLast()) : checkpoint)-onnx-\(p.rawValue)"
         let started = Date()
         let result = try EncoderExport.export(checkpoint: checkpoint, to: folder,
-                                              options: ExportOptions(precision: p, opset: opset, normalize: !noNormalize, overwrite: overwrite))
+                                              options: ExportOptions(precision: p, opset: opset, normalize: !noNormalize, overwrite: overwrite, textPrecision: textP))
         for (name, size) in result.files.sorted(by: { $0.key < $1.key }) {
             print(String(format: "%10.2f MB  %@/%@", Double(size) / 1e6, folder, name))
         }

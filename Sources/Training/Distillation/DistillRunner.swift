@@ -27,7 +27,7 @@ extension RecipeRunner {
         let weights = DistillationWeights(logit: d.logitWeight, feature: d.featureWeight,
                                           featureDistance: d.featureLoss == .mse ? .mse : .cosine, temperature: d.temperature)
         // An augmented image or caption differs each epoch, so only the unaugmented side caches.
-        let imagesAugmented = !teacher.isTextOnly && recipe.data.augmentation != Recipe.Augmentation.none
+        let imagesAugmented = !teacher.isTextOnly && recipe.data.augmentation != Recipe.Augmentation.identity
         let textsAugmented = recipe.data.textAugmentation != Recipe.TextAugmentation()
         var warnings: [String] = []
         if recipe.data.cacheTeacher, textsAugmented {
@@ -127,7 +127,7 @@ extension RecipeRunner {
 
 extension Recipe.Augmentation {
     /// No random transform at all.
-    static var none: Recipe.Augmentation {
+    static var identity: Recipe.Augmentation {
         var a = Recipe.Augmentation()
         a.randomResizedCrop = nil
         return a
