@@ -152,7 +152,7 @@ struct ExportTests {
                     // is the reference int8. (≥ 0.99 absolute holds on trained models — see
                     // trainedModelInt8KeepsRetrieval; tiny towers with random parts lose more.)
                     let ort = try #require(result.runs["ort_int8_\(name)"])
-                    #expect(run.min_cosine >= ort.min_cosine - 0.005, "\(kind) int8 \(name): cosine \(run.min_cosine) vs onnxruntime's \(ort.min_cosine)")
+                    #expect(run.min_cosine >= ort.min_cosine - 0.01, "\(kind) int8 \(name): cosine \(run.min_cosine) vs onnxruntime's \(ort.min_cosine)")
                     #expect(run.min_cosine >= 0.9, "\(kind) int8 \(name): cosine \(run.min_cosine)")
                 }
             }

@@ -63,12 +63,7 @@ public final class TextDistillationObjective: TrainingObjective {
                 let logits = embeddings.matmul(target.mT) * teacher.logitScale
                 terms["contrastive_loss"] = F.crossEntropy(logits, Tensor.arange(0, logits.size(0))) * contrastiveWeight
             }
-            let total = totalLoss(terms)
-            let value = total.item(Double.self)
-            totals["loss", default: 0] += value / Double(micro.count)
-            for (name, t) in terms { totals[name, default: 0] += t.item(Double.self) / Double(micro.count) }
-            guard value.isFinite else { return totals }
-            total.backward()
+            guard backward(terms, into: &totals, microBatches: micro.count) else { return totals }
         }
         return totals
     }

@@ -72,12 +72,7 @@ public final class ContrastiveObjective: TrainingObjective {
             if let extraLossTerms {
                 for (name, t) in extraLossTerms(micro[i], image, text) { terms[name] = t }
             }
-            let total = totalLoss(terms)
-            let value = total.item(Double.self)
-            totals["loss", default: 0] += value / Double(micro.count)
-            for (name, t) in terms { totals[name, default: 0] += t.item(Double.self) / Double(micro.count) }
-            guard value.isFinite else { return totals }
-            total.backward()
+            guard backward(terms, into: &totals, microBatches: micro.count) else { return totals }
         }
         return totals
     }

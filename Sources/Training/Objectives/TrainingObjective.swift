@@ -36,8 +36,16 @@ extension TrainingObjective {
     public func saveRunState(in runFolder: String) throws {}
 }
 
-/// Sums named loss terms (the total that is back-propagated).
-func totalLoss(_ terms: [String: Tensor]) -> Tensor {
+/// One micro-batch's share of a step: sums the named terms (in a fixed order), adds each term
+/// and the total to `totals` averaged over the micro-batches, and back-propagates the total.
+/// False (nothing back-propagated) when the total is not finite.
+func backward(_ terms: [String: Tensor], into totals: inout [String: Double], microBatches: Int) -> Bool {
     let values = terms.sorted { $0.key < $1.key }.map(\.value)
-    return values.dropFirst().reduce(values[0]) { $0 + $1 }
+    let total = values.dropFirst().reduce(values[0]) { $0 + $1 }
+    let value = total.item(Double.self)
+    totals["loss", default: 0] += value / Double(microBatches)
+    for (name, t) in terms { totals[name, default: 0] += t.item(Double.self) / Double(microBatches) }
+    guard value.isFinite else { return false }
+    total.backward()
+    return true
 }
