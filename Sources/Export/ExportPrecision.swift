@@ -6,8 +6,8 @@ public enum ExportPrecision: String, Sendable, CaseIterable {
     /// would overflow or lose the sum); inputs and outputs stay float32.
     case fp16
     /// Linear layers as dynamic int8 quantization (per-tensor uint8 activations, per-output-channel
-    /// int8 weights: DynamicQuantizeLinear → MatMulInteger, onnxruntime's own `quantize_dynamic`
-    /// form); the patch convolution's weights per-channel int8 in QDQ form (DequantizeLinear → Conv);
+    /// 7-bit weights: DynamicQuantizeLinear → MatMulInteger, onnxruntime's `quantize_dynamic` form
+    /// with `reduce_range`); the patch convolution's weights per-channel int8 in QDQ form (DequantizeLinear → Conv);
     /// token-embedding tables int8 with one scale per row.
     case int8
 
@@ -16,7 +16,7 @@ public enum ExportPrecision: String, Sendable, CaseIterable {
         switch self {
         case .fp32: "none"
         case .fp16: "float16 weights and compute; LayerNormalization, Softmax, ReduceL2 and ReduceSum in float32"
-        case .int8: "dynamic: DynamicQuantizeLinear (uint8 activations, per tensor) + MatMulInteger (int8 weights, per output channel, symmetric); conv weights int8 per channel via DequantizeLinear (QDQ); embedding tables int8 per row (Gather, then scale)"
+        case .int8: "dynamic: DynamicQuantizeLinear (uint8 activations, per tensor) + MatMulInteger (7-bit int8 weights, per output channel, symmetric); conv weights int8 per channel via DequantizeLinear (QDQ); embedding tables int8 per row (Gather, then scale)"
         }
     }
 }

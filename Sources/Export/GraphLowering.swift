@@ -31,6 +31,8 @@ final class GraphLowering {
     let traceBatch: Int
     /// The traced sequence length when the sequence axis is dynamic.
     let traceSequence: Int?
+    /// int8: quantize activations per token instead of per tensor (more accurate, slower in onnxruntime).
+    var perTokenActivations = false
 
     private(set) var nodes: [NodeProto] = []
     private(set) var initializers: [TensorProto] = []
@@ -257,8 +259,12 @@ final class GraphLowering {
         let input = try value(op.inputs[0]), weight = op.inputs[1]
         let name = parameterNames[ObjectIdentifier(weight)] ?? "linear.weight"
         var out: String
-        if precision == .int8 {
-            let (q, scale) = Quantization.perChannel(weight.mT, axis: 1)          // [in, out], one scale per output
+        if precision == .int8 && perTokenActivations {
+            out = try perTokenQuantizedMatMul(input, weight: weight, name: name, rank: op.inputs[0].shape.count)
+        } else if precision == .int8 {
+            // 7-bit weights (onnxruntime's reduce_range): with full-range uint8 activations, x86's
+            // u8×s8 multiply-add (vpmaddubsw) saturates pairs of full-range products.
+            let (q, scale) = Quantization.perChannel(weight.mT, axis: 1, levels: 63)          // [in, out], one scale per output
             let wq = constantTensor(q, hint: "\(name).int8")
             let zeros = constantTensor(Quantization.zeroPoints(count: weight.size(0)), hint: "\(name).zero_point")
             let ws = constantTensor(scale, hint: "\(name).scale")
@@ -273,6 +279,36 @@ final class GraphLowering {
         }
         if op.inputs.count > 2 { out = emit("Add", [out, try value(op.inputs[2])]) }
         return out
+    }
+
+    /// x·Wᵀ with uint8 activations quantized per token (row) and int8 weights per output channel.
+    /// MatMulInteger takes one activation zero point only, so each row is quantized with its own
+    /// scale s and zero point z and the product corrected afterwards:
+    /// x·W ≈ s·(q − z)·W_q·w = s·(q·W_q − z·colsum(W_q))·w.
+    private func perTokenQuantizedMatMul(_ input: String, weight: Tensor, name: String, rank: Int) throws -> String {
+        let k = weight.size(1), n = weight.size(0)
+        let (q, scale) = Quantization.perChannel(weight.mT, axis: 1)          // [in, out]
+        let wq = constantTensor(q, hint: "\(name).int8")
+        let ws = constantTensor(scale, hint: "\(name).scale")
+        let columnSums = Quantization.columnSums(q, rows: k, columns: n)
+        let colsum = constantTensor(TensorProto.float(name: "", dims: [1, Int64(n)], values: columnSums), hint: "\(name).column_sums")
+        let x = emit("Reshape", [input, shapeConstant([-1, k])], type: .float)                      // [M, K]
+        let zero = constant(0, type: .float)
+        let low = emit("Min", [reduce("ReduceMin", x, axes: [1], keepdims: true), zero], type: .float)    // the range holds 0
+        let high = emit("Max", [reduce("ReduceMax", x, axes: [1], keepdims: true), zero], type: .float)
+        // 7-bit activations: x86's u8×s8 multiply-add (vpmaddubsw) saturates pairs of full-range products.
+        let s = emit("Max", [emit("Div", [emit("Sub", [high, low], type: .float), constant(127, type: .float)], type: .float),
+                             constant(1e-12, type: .float)], type: .float)                          // [M, 1]
+        let z = emit("Round", [emit("Div", [emit("Neg", [low], type: .float), s], type: .float)], type: .float)
+        let shifted = emit("Add", [emit("Round", [emit("Div", [x, s], type: .float)], type: .float), z], type: .float)
+        let xq = cast(emit("Clip", [shifted, zero, constant(127, type: .float)], type: .float), to: .uint8)
+        let product = cast(emit("MatMulInteger", [xq, wq], type: .int32), to: .float)                // [M, N]
+        let corrected = emit("Sub", [product, emit("Mul", [z, colsum], type: .float)], type: .float)
+        let y = emit("Mul", [corrected, emit("Mul", [s, ws], type: .float)], type: .float)
+        // Back to the input's leading shape with N columns.
+        let leading = emit("Slice", [emit("Shape", [input], type: .int64), int64s([0]), int64s([Int64(rank - 1)])], type: .int64)
+        let shape = emit("Concat", [leading, int64s([Int64(n)])], [.int("axis", 0)], type: .int64)
+        return emit("Reshape", [y, shape], type: .float)
     }
 
     /// int8 rows with one scale per row: Gather both, then scale the gathered rows (the table

@@ -134,9 +134,12 @@ struct ExportTests {
         let reference = "\(temporaryFolder("export-ref"))/reference.safetensors"
         try writeReference(checkpoint, to: reference)
         let folder = temporaryFolder("export-out")
-        for precision in ExportPrecision.allCases {
-            let out = "\(folder)/\(kind)-\(precision.rawValue)"
-            try EncoderExport.export(checkpoint: checkpoint, to: out, options: ExportOptions(precision: precision))
+        // int8 twice: per-tensor activations (the default) and per-token.
+        for (precision, perToken) in ExportPrecision.allCases.map({ ($0, false) }) + [(.int8, true)] {
+            let out = "\(folder)/\(kind)-\(precision.rawValue)\(perToken ? "-token" : "")"
+            var options = ExportOptions(precision: precision)
+            options.perTokenActivations = perToken
+            try EncoderExport.export(checkpoint: checkpoint, to: out, options: options)
             var arguments = ["\(repositoryRoot)/Tests/ExportTests/check_export.py", out, reference]
             if precision == .int8 { arguments.append("\(folder)/\(kind)-fp32") }
             let json = try runPython(arguments)
