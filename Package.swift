@@ -95,7 +95,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "bench",
-            dependencies: ["Torch", "Data", "NN", "Optim", "Models", "Training", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Torch", "Data", "NN", "Optim", "Models", "Training", "Tokenizers", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .target(name: "TestSupport", dependencies: ["Torch"]),
         .testTarget(name: "TorchTests", dependencies: ["Torch"]),

@@ -4,14 +4,15 @@
 usage: .deps/python Scripts/onnx_retrieval.py INPUTS.safetensors EXPORT_DIR [EXPORT_DIR...]
 INPUTS comes from `.build/release/bench export-inputs --checkpoint C --out INPUTS.safetensors`
 (the validation images and captions as the checkpoint preprocesses and tokenizes them).
-Prints, per export, image_to_text_R@1 / text_to_image_R@1 and the embedding time.
+Prints, per export, image_to_text_R@1 / text_to_image_R@1, the embedding time and, for every
+export after the first, the smallest cosine between its embeddings and the first export's.
 """
 import json, sys, time
 import numpy as np, onnxruntime as ort
 from safetensors.numpy import load_file
 
 inputs = load_file(sys.argv[1])
-results = {}
+results, first = {}, None
 for folder in sys.argv[2:]:
     meta = json.load(open(f"{folder}/export.json"))
     options = ort.SessionOptions()
@@ -34,4 +35,10 @@ for folder in sys.argv[2:]:
     i2t = float(np.mean((sim > np.diag(sim)[:, None]).sum(1) == 0))
     t2i = float(np.mean((sim.T > np.diag(sim)[:, None]).sum(1) == 0))
     results[folder] = {"precision": meta["precision"], "image_to_text_R@1": i2t, "text_to_image_R@1": t2i, "samples": n, "seconds": elapsed}
+    if first is None:
+        first = (img, txt)
+    else:
+        for name, ours, ref in [("image", img, first[0]), ("text", txt, first[1])]:
+            cos = (ours * ref).sum(-1) / (np.linalg.norm(ours, axis=-1) * np.linalg.norm(ref, axis=-1))
+            results[folder][f"min_cosine_to_first_{name}"] = float(cos.min())
 print(json.dumps(results, indent=2))

@@ -527,7 +527,6 @@ final class GraphLowering {
         case .uint8: .uint8
         case .bool: .bool
         case .double: .float64
-        case .int8: .int32   // never converted from a tensor; see Quantization
         default: .float32
         }
     }

@@ -176,12 +176,13 @@ public enum RecipeRunner {
             extraGroups.append(ParameterGroup(name: "loss", parameters: [("loss.logit_bias", siglip.logitBias)], learningRate: recipe.optimizer.lr, weightDecay: 0))
             objective.loss = .siglip(siglip)
         }
-        configure(objective, recipe)
+        try configure(objective, recipe)
         return try assemble(recipe, objective: objective, data: data, extraGroups: extraGroups, resolved: resolved)
     }
 
     /// The recipe's contrastive settings on an objective.
-    static func configure(_ objective: ContrastiveObjective, _ recipe: Recipe) {
+    static func configure(_ objective: ContrastiveObjective, _ recipe: Recipe) throws {
+        objective.zeroShot = try recipe.eval.zeroshot.map { try ZeroShotClasses.load($0.classes) }
         objective.logitScaleMax = recipe.loss.logitScaleMax
         objective.retrieval = recipe.eval.retrieval
         objective.precision = recipe.precision == .bf16 ? .bf16 : .fp32
@@ -252,9 +253,6 @@ public enum RecipeRunner {
         let schedule = LRSchedule(kind, warmupSteps: s.warmupSteps, totalSteps: totalSteps)
         if let problem = schedule.problems.first { throw TrainingError(message: "schedule: \(problem)") }
 
-        if let contrastive = objective as? ContrastiveObjective ?? (objective as? DistillationObjective)?.student {
-            contrastive.zeroShot = try recipe.eval.zeroshot.map { try ZeroShotClasses.load($0.classes) }
-        }
         var setup = TrainingSetup(runFolder: "\(recipe.checkpoint.directory)/\(recipe.name)", objective: objective, train: data.train,
                                   validation: data.validation, optimizer: optimizer, schedule: schedule, totalSteps: totalSteps)
         setup.stepsPerEpoch = data.stepsPerEpoch

@@ -4,6 +4,7 @@ import Foundation
 import Models
 import NN
 import Optim
+import Tokenizers
 import Torch
 import Training
 
@@ -150,5 +151,18 @@ struct ExportInputs: ParsableCommand {
         let (ids, mask) = tokenizer.encode(captions)
         try SafeTensors.save(["pixel_values": Tensor.cat(pixels), "input_ids": ids, "attention_mask": mask], to: out)
         emit(["samples": captions.count, "out": out])
+    }
+}
+
+struct CLIPTokenizerFiles: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "clip-tokenizer",
+        abstract: "Writes vocab.json + merges.txt from open_clip's merges file into a model folder (what export copies beside the encoders).")
+
+    @Option(help: "Folder to write into.") var out: String
+    @Option(help: "open_clip's bpe_simple_vocab_16e6.txt.gz.") var merges = ".deps/assets/bpe_simple_vocab_16e6.txt.gz"
+
+    func run() throws {
+        try CLIPTokenizer.writeHuggingFaceFiles(fromOpenCLIPMerges: URL(fileURLWithPath: merges), to: URL(fileURLWithPath: out))
+        emit(["out": out])
     }
 }

@@ -85,7 +85,7 @@ extension RecipeRunner {
             warnings.append("the student (\(student.parameterCount) parameters) is larger than the teacher (\(teacherEncoder.parameterCount))")
         }
         let contrastive = ContrastiveObjective(encoder: student, tokenizer: tokenizer, preprocessing: preprocessing, tokenizerFolder: tokenizerFolder)
-        configure(contrastive, recipe)
+        try configure(contrastive, recipe)
         contrastive.contrastiveWeight = d.contrastiveWeight
         if recipe.loss.type == .siglip {
             throw TrainingError(message: "loss.type: distillation uses the CLIP contrastive loss; remove loss.type \"siglip\"")

@@ -50,9 +50,11 @@ public final class DistillationObjective: TrainingObjective {
             precondition(pixels.size(-1) == size, "the teacher needs \(size) px images; this loader has no teacher view (DataLoader.secondView)")
         }
         guard let cache else { return (teacher.imageEmbeddings(pixels), teacher.textEmbeddings(batch.captions)) }
-        let image = cache.images(batch.origins) { rows in
-            teacher.imageEmbeddings(pixels.indexSelect(dim: 0, index: Tensor(rows.map(Int64.init), shape: [rows.count])))
-        }
+        let image = cache.cachesImages
+            ? cache.images(batch.origins) { rows in
+                teacher.imageEmbeddings(pixels.indexSelect(dim: 0, index: Tensor(rows.map(Int64.init), shape: [rows.count])))
+            }
+            : teacher.imageEmbeddings(pixels)
         let text = cache.texts(batch.captions) { rows in teacher.textEmbeddings(rows.map { batch.captions[$0] }) }
         return (image, text)
     }

@@ -88,7 +88,7 @@ public final class TeacherCache {
     private let fingerprint: String
     private var savedCount = (images: 0, texts: 0)
     public private(set) var hits = 0, misses = 0
-    /// False when images are augmented: their embeddings are computed every time.
+    /// False when images are augmented: their embeddings are not cached (the objective computes them).
     public var cachesImages = true
 
     public init(dim: Int, fingerprint: String) {
@@ -99,9 +99,7 @@ public final class TeacherCache {
     public var count: (images: Int, texts: Int) { (images.count, texts.count) }
 
     /// Image embeddings for a batch; `compute` gets the rows not cached yet.
-    public func images(_ keys: [String], compute: ([Int]) -> Tensor) -> Tensor {
-        cachesImages ? lookup(keys, &images, compute) : compute(Array(keys.indices))
-    }
+    public func images(_ keys: [String], compute: ([Int]) -> Tensor) -> Tensor { lookup(keys, &images, compute) }
     /// Text embeddings for a batch of captions; `compute` gets the rows not cached yet.
     public func texts(_ captions: [String], compute: ([Int]) -> Tensor) -> Tensor { lookup(captions, &texts, compute) }
 

@@ -17,6 +17,7 @@ public final class TextDistillationObjective: TrainingObjective {
     public let weights: DistillationWeights
     public let contrastiveWeight: Double
     public let cache: TeacherCache?
+    private var files: [String: Data]?
 
     public var model: Module { student }
     public var heads: Module? { projections.isEmpty ? nil : projections }
@@ -94,7 +95,10 @@ public final class TextDistillationObjective: TrainingObjective {
     /// A BERT checkpoint that sentence-transformers and this framework load with its pooling
     /// (`modules.json`, `1_Pooling/config.json`, normalisation), plus the tokenizer files.
     public func checkpointFiles() throws -> [String: Data] {
-        try Checkpoint.tokenizerFiles(from: tokenizerFolder).merging(try Pretrained.sentenceTransformerFiles(student)) { _, b in b }
+        if files == nil {   // the same at every save
+            files = try Checkpoint.tokenizerFiles(from: tokenizerFolder).merging(try Pretrained.sentenceTransformerFiles(student)) { _, b in b }
+        }
+        return files!
     }
 
     public func saveRunState(in runFolder: String) throws { try cache?.save(to: "\(runFolder)/\(TeacherCache.file)") }
