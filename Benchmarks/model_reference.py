@@ -442,6 +442,19 @@ def cmd_onnx_latency(a):
           "items_per_s": shape[0] / med, "loadavg_1m": load})
 
 
+def cmd_tokenize(a):
+    """transformers' fast (Rust) tokenizer over the same JSONL captions as `bench tokenize`."""
+    import json
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"   # one thread, as ours
+    from transformers import BertTokenizerFast, CLIPTokenizerFast
+    captions = [json.loads(line)["caption"] for line in open(a.strings) if line.strip()]
+    tok = (CLIPTokenizerFast if a.kind == "clip" else BertTokenizerFast).from_pretrained(a.folder)
+    ts = timed(lambda: tok(captions, truncation=True), a.warmup, a.reps)
+    med = statistics.median(ts)
+    emit({"median_s": med, "strings_per_s": len(captions) / med, "strings": len(captions), "kind": a.kind,
+          "tokenizer": type(tok).__name__})
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -499,6 +512,14 @@ def main():
     s.add_argument("--warmup", type=int, default=3)
     s.add_argument("--reps", type=int, default=20)
     s.set_defaults(fn=cmd_onnx_latency)
+
+    s = sub.add_parser("tokenize", help="fast-tokenizer throughput on a JSONL caption file")
+    s.add_argument("--folder", required=True)
+    s.add_argument("--kind", choices=["clip", "wordpiece"], required=True)
+    s.add_argument("--strings", default="Data/sentences/val.jsonl")
+    s.add_argument("--warmup", type=int, default=1)
+    s.add_argument("--reps", type=int, default=5)
+    s.set_defaults(fn=cmd_tokenize)
 
     a = ap.parse_args()
     a.fn(a)

@@ -87,7 +87,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--python", required=True)
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--only", nargs="*", default=None, help="train, bf16, embed, onnx, data, bridge, wait")
+    p.add_argument("--only", nargs="*", default=None, help="train, bf16, embed, onnx, tokenize, data, bridge, wait")
     a = p.parse_args()
     ref = [a.python, ROOT / "Benchmarks" / "model_reference.py"]
     want = lambda k: a.only is None or k in a.only
@@ -164,6 +164,19 @@ def main():
             qi, fi = med(q, "median_ms"), med(f, "median_ms")
             report.add(f"ONNX {tower} encoder int8 per-token speed-up, batch 32", qi, fi, "ms (int8 vs fp32)", fi / qi, ">=1.0",
                        "more accurate int8 form; onnxruntime fuses only the per-tensor one")
+
+    if want("tokenize"):
+        # Single-threaded on both sides (transformers' batch call may use Rayon threads: pinned to 1).
+        if not (models / "S" / "vocab.json").exists():
+            run_json([BENCH, "clip-tokenizer", "--out", models / "S"])
+        minilm = ROOT / ".deps" / "assets" / "all-MiniLM-L6-v2"
+        for kind, folder in [("clip", models / "S"), ("wordpiece", minilm)]:
+            args = ["tokenize", "--folder", str(folder), "--kind", kind, "--strings", str(ROOT / "Data" / "sentences" / "val.jsonl")]
+            ours, theirs = alternate([BENCH] + args, ref + args, rounds=a.rounds)
+            o, t = med(ours, "strings_per_s"), med(theirs, "strings_per_s")
+            name = "CLIP BPE" if kind == "clip" else "WordPiece"
+            report.add(f"tokenizer throughput, {name} (2,000 captions)", o, t, "strings/s", o / t, ">=1.0",
+                       "ours: Swift, 1 thread; theirs: transformers' fast (Rust) tokenizer, 1 thread")
 
     if want("data"):
         subprocess.run([BENCH, "data", "--python", a.python, "--output", OUT / "results.json"], check=True, cwd=ROOT)

@@ -17,3 +17,25 @@ public func temporaryFolder(_ label: String = #function) -> String {
 public func maxDifference(_ a: Tensor, _ b: Tensor) -> Double {
     (a.to(.float64) - b.to(.float64)).abs().max().item(Double.self)
 }
+
+/// A seeded random number generator (SplitMix64) for tests, so that every random case can be
+/// replayed. The seed is `CLIPTUNE_TEST_SEED` when set, else `defaultSeed`; it is printed with
+/// the label so that a failing run names the seed that reproduces it.
+public struct TestRandom: RandomNumberGenerator {
+    public let seed: UInt64
+    private var state: UInt64
+
+    public init(_ label: String, defaultSeed: UInt64) {
+        seed = ProcessInfo.processInfo.environment["CLIPTUNE_TEST_SEED"].flatMap { UInt64($0) } ?? defaultSeed
+        state = seed
+        print("\(label): random seed \(seed) (CLIPTUNE_TEST_SEED=\(seed) replays it)")
+    }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

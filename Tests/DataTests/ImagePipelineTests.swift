@@ -35,10 +35,23 @@ struct ImagePipelineTests {
         }
         var a = SeededRandom(seed: 5), b = SeededRandom(seed: 5)
         #expect(ImagePipeline.randomResizedCropBox(width: 64, height: 64, crop, &a) == ImagePipeline.randomResizedCropBox(width: 64, height: 64, crop, &b))
-        // A strip outside the ratio range falls back to a centre crop at the ratio limit.
-        var r = SeededRandom(seed: 2)
-        let fallback = ImagePipeline.randomResizedCropBox(width: 1000, height: 10, ImageAugmentation.RandomResizedCrop(scale: [0.99, 1], ratio: [1, 1]), &r)
-        #expect(fallback == (495, 0, 10, 10))
+    }
+
+    /// Where no draw can succeed, torchvision falls back to a centre crop at the ratio limit; the
+    /// boxes come from torchvision itself (`Scripts/fixtures/augmentation_fixtures.py`).
+    @Test func randomResizedCropFallbackIsTorchvisions() throws {
+        struct Case: Decodable { let width: Int, height: Int; let scale: [Double], ratio: [Double]; let box: [Int] }
+        struct Answers: Decodable { let torchvision: String; let random_resized_crop_fallback: [Case] }
+        let fixture = try JSONDecoder().decode(Answers.self, from: Data(contentsOf: URL(fileURLWithPath: Fixture.path("augmentation.json"))))
+        #expect(fixture.random_resized_crop_fallback.count == 5)
+        for c in fixture.random_resized_crop_fallback {
+            for seed in 0..<20 as Range<UInt64> {
+                var random = SeededRandom(seed: seed)
+                let box = ImagePipeline.randomResizedCropBox(width: c.width, height: c.height,
+                                                             ImageAugmentation.RandomResizedCrop(scale: c.scale, ratio: c.ratio), &random)
+                #expect([box.x, box.y, box.width, box.height] == c.box, "\(c.width)x\(c.height) scale \(c.scale) ratio \(c.ratio): torchvision \(fixture.torchvision) gives \(c.box)")
+            }
+        }
     }
 
     @Test func augmentationsAreDeterministicAndBounded() throws {
@@ -58,6 +71,7 @@ struct ImagePipelineTests {
         #expect(a != c)
         let low = Float((0 - ImagePreprocessing.clipMean[0]) / ImagePreprocessing.clipStd[0]) - 0.01
         let high = Float((1 - ImagePreprocessing.clipMean[2]) / ImagePreprocessing.clipStd[2]) + 0.01
+        #expect(a.allSatisfy { $0 >= low && $0 <= high }, "normalised values outside [\(low), \(high)]")
         #expect(a.allSatisfy { $0 >= low && $0 <= high })
     }
 

@@ -148,11 +148,16 @@ struct PillowResizeTests {
         #expect(image.resized(width: 9, height: 7, box: (0, 0, 9, 7)) == image)
     }
 
+    /// Pillow's answers from `Scripts/fixtures/augmentation_fixtures.py`.
     @Test("an empty source resizes to black, as in Pillow")
-    func emptySource() {
-        for (w, h) in [(0, 0), (0, 5), (5, 0)] {
-            let empty = RGBImage(width: w, height: h, pixels: [])
-            #expect(empty.resized(width: 3, height: 2) == RGBImage(width: 3, height: 2))
+    func emptySource() throws {
+        struct Case: Decodable { let width: Int, height: Int; let size: [Int]; let pixels: [UInt8] }
+        struct Answers: Decodable { let pillow: String; let empty_resize: [Case] }
+        let fixture = try JSONDecoder().decode(Answers.self, from: Data(contentsOf: URL(fileURLWithPath: Fixture.path("augmentation.json"))))
+        #expect(fixture.empty_resize.count == 3)
+        for c in fixture.empty_resize {
+            let empty = RGBImage(width: c.width, height: c.height, pixels: [])
+            #expect(empty.resized(width: c.size[0], height: c.size[1]).pixels == c.pixels, "\(c.width)x\(c.height), Pillow \(fixture.pillow)")
         }
     }
 

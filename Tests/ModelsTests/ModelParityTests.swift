@@ -9,6 +9,19 @@ enum Fixture {
     static func path(_ name: String) -> String { Bundle.module.bundlePath + "/Fixtures/" + name }
 }
 
+/// The dual encoder of a checkpoint; a test fails (not passes) when the checkpoint holds something else.
+func dualEncoder(_ checkpoint: PretrainedCheckpoint) throws -> DualEncoder {
+    guard case .dualEncoder(let model) = checkpoint.model else {
+        throw TestFailure("expected a dual encoder, found \(checkpoint.model)")
+    }
+    return model
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
 /// Outputs of a dual encoder on a fixture's inputs.
 func outputs(_ model: DualEncoder, _ io: [String: Tensor]) -> (image: Tensor, text: Tensor, logits: Tensor) {
     withNoGrad {
@@ -24,7 +37,7 @@ struct ModelParityTests {
 
     @Test(arguments: fixtures) func embeddingsAndLogitsMatch(_ name: String) throws {
         let checkpoint = try Pretrained.load(Fixture.path(name))
-        guard case .dualEncoder(let model) = checkpoint.model else { Issue.record("expected a dual encoder"); return }
+        let model = try dualEncoder(checkpoint)
         let io = try SafeTensors.load(Fixture.path("\(name)/io.safetensors"))
         let (image, text, logits) = outputs(model, io)
         #expect(maxDifference(image, io["image_embeds"]!) <= 1e-5, "\(name) image: \(maxDifference(image, io["image_embeds"]!))")
@@ -36,7 +49,7 @@ struct ModelParityTests {
     /// loads it with nothing missing or unexpected and computes the same thing.
     @Test(arguments: fixtures) func savedCheckpointHasTransformersLayout(_ name: String) throws {
         let checkpoint = try Pretrained.load(Fixture.path(name))
-        guard case .dualEncoder(let model) = checkpoint.model else { return }
+        let model = try dualEncoder(checkpoint)
         let folder = temporaryFolder()
         try Pretrained.save(model, to: folder, preprocessing: checkpoint.preprocessing)
         let theirs = try SafeTensors.load(Fixture.path("\(name)/model.safetensors"))
@@ -56,7 +69,7 @@ struct ModelParityTests {
             }
         }
         // And it reloads here to the same outputs.
-        guard case .dualEncoder(let again) = try Pretrained.load(folder).model else { return }
+        let again = try dualEncoder(try Pretrained.load(folder))
         let io = try SafeTensors.load(Fixture.path("\(name)/io.safetensors"))
         #expect(outputs(again, io).text.equal(outputs(model, io).text))
     }
@@ -122,17 +135,15 @@ struct ModelParityTests {
 }
 
 /// The Python side of the save check: transformers itself loads what we saved and must report no
-/// missing or unexpected keys and compute our embeddings. Needs the reference environment
-/// (`Scripts/reference-venv`, ~6 GB); where it is absent the layout test above still proves the
-/// keys, shapes and values equal transformers' own checkpoint.
+/// missing or unexpected keys and compute our embeddings. `Scripts/bootstrap` installs transformers
+/// 5.23 on the CPU-only torch into `.deps/python`, so this runs everywhere the suite runs.
 @Suite("Saved checkpoints load in transformers")
 struct TransformersRoundTripTests {
-    static let python = (ProcessInfo.processInfo.environment["CLIPTUNE_CACHE"] ?? NSHomeDirectory() + "/.cache/cliptune") + "/reference-venv/bin/python"
+    static let python = "\(repositoryRoot)/.deps/python"
 
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: python), "needs Scripts/reference-venv"),
-          arguments: ModelParityTests.fixtures)
+    @Test(arguments: ModelParityTests.fixtures)
     func transformersLoadsOurCheckpoint(_ name: String) throws {
-        guard case .dualEncoder(let model) = try Pretrained.load(Fixture.path(name)).model else { return }
+        let model = try dualEncoder(try Pretrained.load(Fixture.path(name)))
         let folder = temporaryFolder()
         try Pretrained.save(model, to: folder)
         let io = try SafeTensors.load(Fixture.path("\(name)/io.safetensors"))
@@ -158,11 +169,14 @@ struct TransformersRoundTripTests {
         process.arguments = ["-c", script, folder]
         let pipe = Pipe()
         process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
+        FileManager.default.createFile(atPath: "\(folder)/stderr.txt", contents: nil)
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(folder)/stderr.txt"))
         try process.run()
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        try #require(process.terminationStatus == 0, "transformers could not load \(folder)")
+        let stderr = (try? String(contentsOfFile: "\(folder)/stderr.txt", encoding: .utf8)) ?? ""
+        try #require(process.terminationStatus == 0,
+                     "transformers could not load \(folder) (Scripts/bootstrap installs it into .deps/python):\n\(stderr.suffix(2000))")
         let fields = output.split(separator: " ", maxSplits: 3)
         #expect(fields.first == "0", "\(name): loading problems \(output)")
         #expect((Double(fields[1]) ?? 1) <= 1e-4 && (Double(fields[2]) ?? 1) <= 1e-4, "\(name): \(output)")
@@ -179,7 +193,7 @@ struct CheckpointTokenizerTests {
             return
         }
         let checkpoint = try Pretrained.load(directory)
-        guard case .textEncoder(let bert, _) = checkpoint.model else { return }
+        guard case .textEncoder(let bert, _) = checkpoint.model else { throw TestFailure("expected a text encoder, found \(checkpoint.model)") }
         let sentences = try JSONDecoder().decode([String].self, from: Data(contentsOf: URL(fileURLWithPath: Fixture.path("minilm_sentences.json"))))
         let (ids, mask) = try checkpoint.tokenizer().encode(sentences)
         let f = try SafeTensors.load(Fixture.path("minilm.safetensors"))

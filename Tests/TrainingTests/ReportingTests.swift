@@ -24,7 +24,7 @@ private func evalRecord(_ step: Int, _ values: [String: Double]) -> MetricsRecor
 /// A plausible CLIP fine-tuning run: two loss terms, warm-up/cosine lr, logit scale, evaluations.
 private func exampleRun(steps: Int = 3_000, logEvery: Int = 10, evalEvery: Int = 500) -> [MetricsRecord] {
     var records: [MetricsRecord] = []
-    var noise = SystemRandomNumberGenerator()
+    var noise = TestRandom("example run", defaultSeed: 3_000)
     for step in stride(from: logEvery, through: steps, by: logEvery) {
         let t = Double(step) / Double(steps)
         let jitter = Double.random(in: -0.15...0.15, using: &noise)
