@@ -152,8 +152,9 @@ struct ExportTests {
                 case .fp16: #expect(run.min_cosine >= 0.999, "\(kind) fp16 \(name): cosine \(run.min_cosine)")
                 case .int8:
                     // Held to onnxruntime's own dynamic quantization of the same fp32 model: that
-                    // is the reference int8. (≥ 0.99 absolute holds on trained models — see
-                    // trainedModelInt8KeepsRetrieval; tiny towers with random parts lose more.)
+                    // is the reference int8. Tiny towers with random parts lose more than trained
+                    // ones; the trained default model's cosines (≥ 0.991 to fp32) are a measurement
+                    // made by Scripts/onnx_retrieval.py and reported in the README, not a test.
                     let ort = try #require(result.runs["ort_int8_\(name)"])
                     #expect(run.min_cosine >= ort.min_cosine - 0.01, "\(kind) int8 \(name): cosine \(run.min_cosine) vs onnxruntime's \(ort.min_cosine)")
                     #expect(run.min_cosine >= 0.9, "\(kind) int8 \(name): cosine \(run.min_cosine)")
