@@ -18,7 +18,10 @@ enum TinyTeacher {
 }
 
 /// A student recipe: a different tokenizer (WordPiece), image size (48 px) and embedding size (8).
-func studentRecipe(_ runs: String, name: String, steps: Int, extra: [String] = []) throws -> Recipe {
+/// `teacher` and `shapes` default to this process's TinyTeacher and TinyShapes (child processes
+/// of exit tests pass the parent's).
+func studentRecipe(_ runs: String, name: String, steps: Int, extra: [String] = [], teacher: String? = nil, shapes: String? = nil) throws -> Recipe {
+    let shapes = shapes ?? TinyShapes.folder
     let json = """
     {
       "name": "\(name)", "seed": 5,
@@ -28,8 +31,8 @@ func studentRecipe(_ runs: String, name: String, steps: Int, extra: [String] = [
                  "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 40, "pooling": "mean", "hidden_act": "gelu"},
         "projection_dim": 8
       },
-      "distill": {"teacher": "\(TinyTeacher.folder)", "temperature": 2.0, "logit_weight": 1.0, "feature_weight": 1.0, "contrastive_weight": 0.5},
-      "data": {"train": {"shards": "\(TinyShapes.folder)/train-{0000..0001}.tar.zst"}, "val": {"shards": "\(TinyShapes.folder)/val-0000.tar.zst"},
+      "distill": {"teacher": "\(teacher ?? TinyTeacher.folder)", "temperature": 2.0, "logit_weight": 1.0, "feature_weight": 1.0, "contrastive_weight": 0.5},
+      "data": {"train": {"shards": "\(shapes)/train-{0000..0001}.tar.zst"}, "val": {"shards": "\(shapes)/val-0000.tar.zst"},
                "batch_size": 16, "threads": 2, "augmentation": {"random_resized_crop": null}, "cache_teacher": true},
       "optimizer": {"lr": 3e-3, "weight_decay": 0.0},
       "schedule": {"type": "constant", "warmup_steps": 0},
