@@ -13,6 +13,14 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
         state = Self.mix(s ^ stream &* 0xD6E8_FEB8_6659_FD93)
     }
 
+    /// FNV-1a of the UTF-8 bytes: the same number for the same string in every process
+    /// (Swift's `hashValue` is seeded per process).
+    public static func stableHash(_ string: String) -> Int {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in string.utf8 { h = (h ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        return Int(truncatingIfNeeded: h)
+    }
+
     /// SplitMix64's finaliser: a bijective scramble of 64 bits.
     static func mix(_ value: UInt64) -> UInt64 {
         var z = value &+ 0x9E37_79B9_7F4A_7C15

@@ -9,11 +9,14 @@ public func clipLoss(imageFeatures: Tensor, textFeatures: Tensor, logitScale: Te
     return (F.crossEntropy(logits, labels) + F.crossEntropy(logits.mT, labels)) * 0.5
 }
 
-/// exp(logit_scale) · cos(image_i, text_j) as an [images, texts] fp32 matrix.
+/// exp(logit_scale) · cos(image_i, text_j) as an [images, texts] fp32 matrix (fp64 for fp64 inputs).
 public func contrastiveLogits(_ imageFeatures: Tensor, _ textFeatures: Tensor, logitScale: Tensor) -> Tensor {
-    let image = F.normalize(imageFeatures.to(.float32), dim: -1), text = F.normalize(textFeatures.to(.float32), dim: -1)
-    return image.matmul(text.mT) * logitScale.to(.float32).exp()
+    let image = F.normalize(lossPrecision(imageFeatures), dim: -1), text = F.normalize(lossPrecision(textFeatures), dim: -1)
+    return image.matmul(text.mT) * lossPrecision(logitScale).exp()
 }
+
+/// Losses run in fp32 whatever the model's precision (bf16 autocast, fp16); fp64 stays fp64.
+func lossPrecision(_ t: Tensor) -> Tensor { t.dtype == .float64 ? t : t.to(.float32) }
 
 /// The sigmoid loss of SigLIP (Zhai et al. 2023), as open_clip's SigLipLoss: every pair is a
 /// binary decision, so the batch is not one softmax. Owns the learned bias.
@@ -25,8 +28,9 @@ public final class SigLIPLoss: Module {
         logitBias = Tensor.full([], biasInit).requiringGrad()
     }
 
-    public func callAsFunction(imageFeatures: Tensor, textFeatures: Tensor, logitScale: Tensor) -> Tensor {
-        let logits = contrastiveLogits(imageFeatures, textFeatures, logitScale: logitScale) + logitBias
+    /// `trainBias` false: the bias is a constant here (no gradient flows to it).
+    public func callAsFunction(imageFeatures: Tensor, textFeatures: Tensor, logitScale: Tensor, trainBias: Bool = true) -> Tensor {
+        let logits = contrastiveLogits(imageFeatures, textFeatures, logitScale: logitScale) + (trainBias ? logitBias : logitBias.detach())
         let n = logits.size(0)
         let signs = Tensor.eye(n, device: logits.device) * 2.0 - 1.0          // +1 on matching pairs, -1 elsewhere
         // -log σ(sign · logit) = BCE-with-logits(sign · logit, 1), summed over pairs, per image.

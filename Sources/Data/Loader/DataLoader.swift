@@ -354,15 +354,23 @@ struct Worker {
         let record: SampleRecord
         // The sample's identity for its randomness: its manifest row, or its place in the stream.
         let id: Int
+        // Caption alternatives rotate per sample from epoch to epoch, so they need an identity
+        // that survives the shuffle: the row, or (shards) a stable hash of the shard's file name
+        // and the sample's key (not of the folder, so that moved data resumes the same).
+        let captionID: Int
         switch item {
         case .failed(let failure): return .failure(failure)
-        case .record(let r): record = r; id = sequence
+        case .record(let r):
+            record = r
+            id = sequence
+            captionID = SeededRandom.stableHash(r.origin.split(separator: "/").last.map(String.init) ?? r.origin)
         case .row(let row):
             guard case .manifest(let manifest) = loader.source else { fatalError("rows come from manifests") }
             do { record = try manifest.record(row) } catch let issue as SampleIssue { return .failure(.sample(issue)) } catch {
                 return .failure(.sample(SampleIssue(origin: "\(manifest.path), row \(row + 1)", reason: "\(error)")))
             }
             id = row
+            captionID = row
         }
         let options = loader.options
         do {
@@ -384,7 +392,7 @@ struct Worker {
                 pixels = try Self.run(pipeline, bytes, decoder, &random)
                 if let second = loader.secondView { secondPixels = try Self.run(second, bytes, decoder, &replay) }
             }
-            var caption = TextAugmenter.pick(record.captions, epoch: epoch, index: id, seed: options.seed)
+            var caption = TextAugmenter.pick(record.captions, epoch: epoch, index: captionID, seed: options.seed)
             if let augmenter = loader.captionAugmenter {
                 caption = augmenter.augment(caption, seed: options.seed, epoch: epoch, index: id)
             }

@@ -10,14 +10,14 @@ public func logitDistillationLoss(student: Tensor, teacher: Tensor, temperature:
         // batchmean: sum over everything / rows, what KL per sample means.
         F.klDiv((s / temperature).logSoftmax(dim: 1), (t / temperature).logSoftmax(dim: 1), reduction: .sum, logTarget: true) / Double(s.size(0))
     }
-    let s = student.to(.float32), t = teacher.to(.float32)
+    let s = lossPrecision(student), t = lossPrecision(teacher)
     return (kl(s, t) + kl(s.mT, t.mT)) * (0.5 * temperature * temperature)
 }
 
 /// How far student embeddings are from the teacher's: 1 − cosine (scale-free), or the mean
 /// squared error of the raw features.
 public func featureDistillationLoss(student: Tensor, teacher: Tensor, kind: FeatureDistance) -> Tensor {
-    let s = student.to(.float32), t = teacher.to(.float32)
+    let s = lossPrecision(student), t = lossPrecision(teacher)
     switch kind {
     case .cosine: return (1.0 - F.cosineSimilarity(s, t, dim: -1)).mean()
     case .mse: return F.mseLoss(s, t)

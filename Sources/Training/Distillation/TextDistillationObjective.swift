@@ -64,7 +64,7 @@ public final class TextDistillationObjective: TrainingObjective {
                 let logits = embeddings.matmul(target.mT) * teacher.logitScale
                 terms["contrastive_loss"] = F.crossEntropy(logits, Tensor.arange(0, logits.size(0))) * contrastiveWeight
             }
-            guard backward(terms, into: &totals, microBatches: micro.count) else { return totals }
+            guard backward(terms, into: &totals, microBatches: micro.count, perMicroBatch: Set(terms.keys)) else { return totals }
         }
         return totals
     }

@@ -63,16 +63,25 @@ public final class ContrastiveObjective: TrainingObjective {
             }
             var terms: [String: Tensor] = [:]
             if contrastiveWeight > 0 {
+                // Each micro-batch's pass differentiates the whole batch's loss through its own
+                // features, so the passes add up to the full batch's gradient — except for the
+                // loss's own parameters (logit_scale, SigLIP's bias), which would get the full
+                // gradient once per pass: only the first pass lets it through. (open_clip's
+                // --accum-freq adds it accum_freq times.)
+                let lossParameters = i == 0
+                let scale = lossParameters ? encoder.logitScale : encoder.logitScale.detach()
                 switch loss {
-                case .clip: terms["contrastive_loss"] = clipLoss(imageFeatures: allImages, textFeatures: allTexts, logitScale: encoder.logitScale)
-                case .siglip(let s): terms["siglip_loss"] = s(imageFeatures: allImages, textFeatures: allTexts, logitScale: encoder.logitScale)
+                case .clip: terms["contrastive_loss"] = clipLoss(imageFeatures: allImages, textFeatures: allTexts, logitScale: scale)
+                case .siglip(let s):
+                    terms["siglip_loss"] = s(imageFeatures: allImages, textFeatures: allTexts, logitScale: scale, trainBias: lossParameters)
                 }
                 if contrastiveWeight != 1 { for (name, t) in terms { terms[name] = t * contrastiveWeight } }
             }
+            var extraNames: Set<String> = []
             if let extraLossTerms {
-                for (name, t) in extraLossTerms(micro[i], image, text) { terms[name] = t }
+                for (name, t) in extraLossTerms(micro[i], image, text) { terms[name] = t; extraNames.insert(name) }
             }
-            guard backward(terms, into: &totals, microBatches: micro.count) else { return totals }
+            guard backward(terms, into: &totals, microBatches: micro.count, perMicroBatch: extraNames) else { return totals }
         }
         return totals
     }

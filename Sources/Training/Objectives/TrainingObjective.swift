@@ -39,10 +39,18 @@ extension TrainingObjective {
 /// One micro-batch's share of a step: sums the named terms (in a fixed order), adds each term
 /// and the total to `totals` averaged over the micro-batches, and back-propagates the total.
 /// False (nothing back-propagated) when the total is not finite.
-func backward(_ terms: [String: Tensor], into totals: inout [String: Double], microBatches: Int) -> Bool {
-    let values = terms.sorted { $0.key < $1.key }.map(\.value)
-    let total = values.dropFirst().reduce(values[0]) { $0 + $1 }
-    let value = total.item(Double.self)
+///
+/// `perMicroBatch` names the terms that are means over this micro-batch alone (distillation
+/// terms), unlike open_clip's contrastive loss, whose every pass already yields its share of the
+/// whole batch's gradient: they are back-propagated divided by the number of micro-batches, so
+/// that the step's gradient is that of their average (the value reported), as without
+/// accumulation.
+func backward(_ terms: [String: Tensor], into totals: inout [String: Double], microBatches: Int,
+              perMicroBatch: Set<String> = []) -> Bool {
+    let names = terms.keys.sorted()
+    let scaled = names.map { microBatches > 1 && perMicroBatch.contains($0) ? terms[$0]! / Double(microBatches) : terms[$0]! }
+    let total = scaled.dropFirst().reduce(scaled[0]) { $0 + $1 }
+    let value = names.reduce(0.0) { $0 + terms[$1]!.item(Double.self) }
     totals["loss", default: 0] += value / Double(microBatches)
     for (name, t) in terms { totals[name, default: 0] += t.item(Double.self) / Double(microBatches) }
     guard value.isFinite else { return false }
