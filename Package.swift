@@ -107,6 +107,9 @@ let package = Package(
         .testTarget(name: "ExportTests", dependencies: ["Export", "Models", "Tokenizers", "Data", "TestSupport"], exclude: ["check_export.py"]),
         .testTarget(name: "ONNXTests", dependencies: ["ONNX"], exclude: ["check_model.py"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "TestSupport"], resources: [.copy("Fixtures")]),
+        // Runs the built programs in child processes; depending on them makes `swift test` build them.
+        .testTarget(name: "ProgramTests", dependencies: ["train", "distill", "export", "eval", "embed", "pack", "make-dataset",
+                                                         "Data", "Models", "Tokenizers", "NN", "Torch", "TestSupport"]),
     ],
     cxxLanguageStandard: .cxx20
 )

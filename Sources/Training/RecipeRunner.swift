@@ -219,6 +219,9 @@ public enum RecipeRunner {
             valOptions.shuffle = false
             valOptions.dropLast = false
             valOptions.batchSize = recipe.eval.batchSize ?? d.batchSize
+            // The caption picked for a multi-caption sample follows the loader's seed; validation
+            // uses a fixed one, as `eval` does, so a checkpoint scores the same in both.
+            valOptions.seed = 0
             validation = DataLoader(source: try source(val), pipeline: images.map { ImagePipeline(preprocessing: $0.preprocessing) }, options: valOptions)
         }
         let stepsPerEpoch = count / perStep

@@ -256,5 +256,12 @@ public final class Trainer {
 
     private func installInterruptHandler() {
         signal(SIGINT) { _ in interrupted.store(true, ordering: .relaxed) }
+        // A process can start with SIGINT blocked (a child spawned from a libdispatch worker
+        // thread, as Foundation's Process does from Swift concurrency, inherits its mask); then
+        // Ctrl-C would stay pending and the run would go on. Unblock it on this thread.
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        sigaddset(&mask, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &mask, nil)
     }
 }
