@@ -5,12 +5,39 @@ import Torch
 /// The repository root, from this source file's location (Sources/TestSupport/…).
 public let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
-/// A fresh empty folder under the system temporary directory, named after the calling test.
+/// A fresh empty folder under the system temporary directory, named after the calling test,
+/// removed when the process that made it exits (runs and shards add up to gigabytes over a
+/// suite); `CLIPTUNE_KEEP_TEST_FILES=1` keeps them for inspection.
 public func temporaryFolder(_ label: String = #function) -> String {
     let safe = label.filter { $0.isLetter || $0.isNumber }
     let path = NSTemporaryDirectory() + "cliptune-\(safe)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    TemporaryFolders.register(path)
     return path
+}
+
+/// The folders `temporaryFolder` made in this process, deleted at exit.
+private enum TemporaryFolders {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var folders: [String] = []
+    private static let installed: Bool = {
+        if ProcessInfo.processInfo.environment["CLIPTUNE_KEEP_TEST_FILES"] == nil { atexit { TemporaryFolders.removeAll() } }
+        return true
+    }()
+
+    static func register(_ folder: String) {
+        _ = installed
+        lock.lock()
+        folders.append(folder)
+        lock.unlock()
+    }
+
+    static func removeAll() {
+        lock.lock()
+        defer { lock.unlock() }
+        for folder in folders { try? FileManager.default.removeItem(atPath: folder) }
+        folders = []
+    }
 }
 
 /// Largest absolute elementwise difference, in float64.

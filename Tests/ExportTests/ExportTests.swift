@@ -99,7 +99,7 @@ private func writeReference(_ checkpoint: String, to path: String) throws {
     let captions = ["a red circle", "two small blue squares on the left of a big yellow triangle", "a cat", "green",
                     "an orange hexagon in the top right corner", "a purple star", "nothing at all here"]
     var tensors: [String: Tensor] = [:]
-    try withNoGrad {
+    withNoGrad {
         for n in [1, 7] {
             let (ids, mask) = tokenizer.encode(Array(captions.prefix(n)))
             tensors["text_in_\(n)"] = ids

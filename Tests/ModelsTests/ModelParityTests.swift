@@ -169,7 +169,7 @@ struct TransformersRoundTripTests {
         process.arguments = ["-c", script, folder]
         let pipe = Pipe()
         process.standardOutput = pipe
-        FileManager.default.createFile(atPath: "\(folder)/stderr.txt", contents: nil)
+        _ = FileManager.default.createFile(atPath: "\(folder)/stderr.txt", contents: nil)
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(folder)/stderr.txt"))
         try process.run()
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)

@@ -23,7 +23,7 @@ extension ProgramTests {
     /// Ctrl-C saves last/ at the step it reached and exits 130; `--resume` finishes the run
     /// bit-identical to one that was never interrupted.
     @Test func ctrlCSavesLastAndExits130ThenResumesExactly() throws {
-        let folder = scratchFolder()
+        let folder = temporaryFolder()
         let steps = 30
         func recipe(_ directory: String) throws -> String {
             var r = try tinyRecipe(name: "sigint", directory: "\(folder)/\(directory)", steps: steps)
@@ -74,7 +74,7 @@ extension ProgramTests {
         let seed = ProcessInfo.processInfo.environment["CLIPTUNE_KILL_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64(UInt32.max))
         print("kill test seed: \(seed) (CLIPTUNE_KILL_SEED=\(seed) replays it)")
         var random = SplitMix64(state: seed)
-        let folder = scratchFolder()
+        let folder = temporaryFolder()
         let steps = 16
         func recipe(_ directory: String) throws -> String {
             var r = try tinyRecipe(name: "kill", directory: "\(folder)/\(directory)", steps: steps, textWidth: 64)

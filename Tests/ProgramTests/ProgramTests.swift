@@ -71,7 +71,7 @@ struct ProgramTests {
     /// `train --resume` with more steps (`--set max_steps`), and `"resume": "latest"` in the
     /// recipe, both end bit-identical to an uninterrupted run of the same total.
     @Test func resumedRunsEndBitIdenticalToAnUninterruptedOne() throws {
-        let folder = scratchFolder()
+        let folder = temporaryFolder()
         // A constant schedule: the learning rate of a step must not depend on the run's length,
         // since the first half runs with max_steps 4.
         func recipe(_ directory: String, steps: Int, resumeLatest: Bool = false) throws -> String {
@@ -180,7 +180,7 @@ struct ProgramTests {
 
     @Test func distillTrainsAStudentAndWritesItsReport() throws {
         let teacher = try Trained.tiny.get()
-        let folder = scratchFolder()
+        let folder = temporaryFolder()
         let recipe: [String: Any] = [
             "name": "student", "seed": 5,
             "model": [
@@ -253,7 +253,7 @@ struct ProgramTests {
 
     @Test func exportWritesTheChosenONNXAndRefusesToOverwrite() throws {
         let checkpoint = try Trained.tiny.get().last
-        let folder = scratchFolder()
+        let folder = temporaryFolder()
         let out = "\(folder)/onnx"
         let result = try run("export", ["--checkpoint", checkpoint, "--out", out, "--text-precision", "fp16", "--no-normalize", "--opset", "18"])
         try #require(result.succeeded, "\(result)")
@@ -301,7 +301,7 @@ struct ProgramTests {
             print("note: \(python) is missing; onnxruntime was not compared with embed")
             return
         }
-        let folder = scratchFolder("onnxcompare")
+        let folder = temporaryFolder("onnxcompare")
         let images = try Fixtures.images.prefix(3).map(\.path)
         let texts = ["a red circle on the left", "a small blue square", "two shapes"]
         // The inputs `embed` computes: the checkpoint's preprocessing and tokenizer.
@@ -393,7 +393,7 @@ struct ProgramTests {
     // MARK: pack
 
     @Test func packWritesShardsThatReadBack() throws {
-        let folder = scratchFolder()
+        let folder = temporaryFolder()
         let images = try Fixtures.images
         // A ';'-separated manifest with its own column names, a caption holding the other
         // separator, and one row whose image is missing.
@@ -476,7 +476,7 @@ struct ProgramTests {
 
     @Test func embedWritesNormalisedOrRawEmbeddings() throws {
         let checkpoint = try Trained.tiny.get().last
-        let folder = scratchFolder()
+        let folder = temporaryFolder()
         let images = try Fixtures.images.prefix(3).map(\.path)
         let texts = ["a red circle", "a small blue square on a grey background"]
         try writeJSON(texts, to: "\(folder)/texts.json")
@@ -530,7 +530,7 @@ struct ProgramTests {
     /// Regenerates Data/shapes (4,000 + 1,000 pairs; ~50 s in a debug build) and compares
     /// every file byte for byte with the committed one.
     @Test func makeDatasetRegeneratesTheShapesDataByteForByte() throws {
-        let out = scratchFolder() + "/shapes"
+        let out = temporaryFolder() + "/shapes"
         let result = try run("make-dataset", ["--out", out], timeout: 900)
         try #require(result.succeeded, "\(result)")
         #expect(result.lines.contains("train: 4000 pairs in 4 shards") && result.lines.contains("val: 1000 pairs in 1 shards"), "\(result)")
@@ -562,7 +562,7 @@ struct ProgramTests {
     func recipeRunsOneStep(file: String) throws {
         let path = "\(repositoryRoot)/Recipes/\(file)"
         let recipe = try readObject(path)
-        let folder = scratchFolder("recipe\(file)")
+        let folder = temporaryFolder("recipe\(file)")
         let name = recipe["name"] as? String ?? URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent
         let program = recipe["distill"] != nil ? "distill" : "train"
         var overrides = ["max_steps=1", "data.batch_size=8", "log_every_steps=1", "checkpoint.directory=\"\(folder)/runs\""]
@@ -625,7 +625,7 @@ func parameterCount(_ checkpoint: String) throws -> Int {
 enum TinyCLIP {
     static let folder: Result<String, ProgramError> = {
         do {
-            let folder = scratchFolder("tinyclip") + "/clip-vit-base-patch32"
+            let folder = temporaryFolder("tinyclip") + "/clip-vit-base-patch32"
             var text = CLIPTextConfig()
             text.hiddenSize = 32; text.intermediateSize = 64; text.numHiddenLayers = 1; text.numAttentionHeads = 2
             var vision = CLIPVisionConfig()

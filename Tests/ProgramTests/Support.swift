@@ -155,37 +155,6 @@ func poll(timeout: TimeInterval, interval: TimeInterval = 0.02, _ condition: () 
 
 // MARK: - Files
 
-/// A fresh empty folder for a test, removed when the test process exits (the runs in it hold
-/// hundreds of MB of checkpoints); CLIPTUNE_KEEP_TEST_FILES=1 keeps them for inspection.
-func scratchFolder(_ label: String = #function) -> String {
-    let folder = temporaryFolder(label)
-    Scratch.register(folder)
-    return folder
-}
-
-enum Scratch {
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var folders: [String] = []
-    private static let installed: Bool = {
-        if ProcessInfo.processInfo.environment["CLIPTUNE_KEEP_TEST_FILES"] == nil { atexit { Scratch.removeAll() } }
-        return true
-    }()
-
-    static func register(_ folder: String) {
-        _ = installed
-        lock.lock()
-        folders.append(folder)
-        lock.unlock()
-    }
-
-    static func removeAll() {
-        lock.lock()
-        defer { lock.unlock() }
-        for folder in folders { try? FileManager.default.removeItem(atPath: folder) }
-        folders = []
-    }
-}
-
 func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: path) }
 
 func readJSON(_ path: String) throws -> Any {
@@ -276,7 +245,7 @@ enum Fixtures {
     /// plus the first 8 images as JPEG files with their first captions. Made once per process.
     static let data: Result<(shards: String, images: [(path: String, caption: String)]), ProgramError> = {
         do {
-            let folder = scratchFolder("programshapes")
+            let folder = temporaryFolder("programshapes")
             let source = try ShardReader(path: "\(repositoryRoot)/Data/shapes/val-0000.tar.zst")
             let train = try ShardWriter(folder: folder, prefix: "train", samplesPerShard: 48)
             let val = try ShardWriter(folder: folder, prefix: "val", samplesPerShard: 100)
@@ -354,7 +323,7 @@ enum Trained {
 
     private static func train(name: String, steps: Int) -> Result<TrainedRun, ProgramError> {
         do {
-            let folder = scratchFolder("trained\(name)")
+            let folder = temporaryFolder("trained\(name)")
             let recipe = try writeRecipe(try tinyRecipe(name: name, directory: "\(folder)/runs", steps: steps), in: folder, file: name)
             let result = try run("train", ["--recipe", recipe])
             guard result.succeeded else { return .failure(ProgramError("training the tiny '\(name)' checkpoint failed: \(result)")) }

@@ -7,11 +7,7 @@ import Testing
 
 // MARK: - Fixtures
 
-private func scratchFolder(_ name: String = #function) throws -> String {
-    let folder = NSTemporaryDirectory() + "cliptune-reporting-\(name.prefix { $0 != "(" })-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-    return folder
-}
+private func scratchFolder(_ name: String = #function) throws -> String { temporaryFolder("reporting-" + name) }
 
 private func trainRecord(_ step: Int, _ values: [String: Double]) -> MetricsRecord {
     MetricsRecord(kind: .train, step: step, epoch: Double(step) / 100, values: values)

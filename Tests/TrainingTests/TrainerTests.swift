@@ -88,7 +88,8 @@ struct TrainerTests {
         await #expect(processExitsWith: .success) { [runs = runs as String, steps = steps as Int] in
             try Trainer(try RecipeRunner.setup(try tinyRecipe(runs, name: "uninterrupted", steps: steps), resolved: nil), resume: false).run()
         }
-        let killStep = Int.random(in: 3...(steps - 1))   // after at least one checkpoint (every 2 steps)
+        var random = TestRandom("kill step", defaultSeed: 12)
+        let killStep = Int.random(in: 3...(steps - 1), using: &random)   // after at least one checkpoint (every 2 steps)
         await #expect(processExitsWith: .signal(SIGKILL)) { [runs = runs as String, killStep = killStep as Int, steps = steps as Int] in
             var setup = try RecipeRunner.setup(try tinyRecipe(runs, name: "interrupted", steps: steps), resolved: nil)
             setup.onStep = { step in if step == killStep { kill(getpid(), SIGKILL) } }   // no chance to save
