@@ -21,7 +21,7 @@ let package = Package(
         .library(name: "NN", targets: ["NN"]),
         .library(name: "Optim", targets: ["Optim"]),
         .library(name: "Training", targets: ["Training"]),
-        .library(name: "Data", targets: ["Data"]),
+        .library(name: "Datasets", targets: ["Datasets"]),
         .library(name: "Models", targets: ["Models"]),
         .library(name: "Tokenizers", targets: ["Tokenizers"]),
     ],
@@ -51,15 +51,15 @@ let package = Package(
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .target(name: "NN", dependencies: ["Torch"]),
-        .target(name: "Data", dependencies: ["Torch", "CTurboJPEG", "CZstd"]),
+        .target(name: "Datasets", dependencies: ["Torch", "CTurboJPEG", "CZstd"]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "Tokenizers", dependencies: ["CZlib"]),
-        .target(name: "Models", dependencies: ["NN", "Data", "Tokenizers"]),
+        .target(name: "Models", dependencies: ["NN", "Datasets", "Tokenizers"]),
         .target(name: "Optim", dependencies: ["NN"]),
-        .target(name: "Training", dependencies: ["NN", "Optim", "Data", "Models"]),
+        .target(name: "Training", dependencies: ["NN", "Optim", "Datasets", "Models"]),
         .target(name: "ONNX"),
         // Optimised even in debug builds: hashing and quantizing ~100 MB of weights byte by byte.
-        .target(name: "Export", dependencies: ["ONNX", "Models", "NN", "Torch", "Data", "Tokenizers"],
+        .target(name: "Export", dependencies: ["ONNX", "Models", "NN", "Torch", "Datasets", "Tokenizers"],
                 swiftSettings: [.unsafeFlags(["-O"])]),
         .executableTarget(
             name: "doctor",
@@ -67,11 +67,11 @@ let package = Package(
         ),
         .executableTarget(
             name: "make-dataset",
-            dependencies: ["Data", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Datasets", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "pack",
-            dependencies: ["Data", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Datasets", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "train",
@@ -83,11 +83,11 @@ let package = Package(
         ),
         .executableTarget(
             name: "distill",
-            dependencies: ["Training", "Models", "Data", "NN", "Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Training", "Models", "Datasets", "NN", "Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "eval",
-            dependencies: ["Training", "Models", "Data", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Training", "Models", "Datasets", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "embed",
@@ -95,21 +95,21 @@ let package = Package(
         ),
         .executableTarget(
             name: "bench",
-            dependencies: ["Torch", "Data", "NN", "Optim", "Models", "Training", "Tokenizers", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Torch", "Datasets", "NN", "Optim", "Models", "Training", "Tokenizers", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .target(name: "TestSupport", dependencies: ["Torch"]),
         .testTarget(name: "TorchTests", dependencies: ["Torch"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Tokenizers", "TestSupport"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "DataTests", dependencies: ["Data", "TestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "ExportTests", dependencies: ["Export", "Models", "Tokenizers", "Data", "TestSupport"], exclude: ["check_export.py"]),
+        .testTarget(name: "ExportTests", dependencies: ["Export", "Models", "Tokenizers", "Datasets", "TestSupport"], exclude: ["check_export.py"]),
         .testTarget(name: "ONNXTests", dependencies: ["ONNX"], exclude: ["check_model.py"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "TestSupport"], resources: [.copy("Fixtures")]),
         // Runs the built programs in child processes; depending on them makes `swift test` build them.
         .testTarget(name: "ProgramTests", dependencies: ["train", "distill", "export", "eval", "embed", "pack", "make-dataset",
-                                                         "Data", "Models", "Tokenizers", "NN", "Torch", "TestSupport"]),
+                                                         "Datasets", "Models", "Tokenizers", "NN", "Torch", "TestSupport"]),
     ],
     cxxLanguageStandard: .cxx20
 )

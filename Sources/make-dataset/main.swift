@@ -1,5 +1,5 @@
 import ArgumentParser
-import Data
+import Datasets
 import Foundation
 
 /// Generates the embedded dataset (Data/shapes): deterministic, so anyone can re-create the

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Data
+import Datasets
 import Foundation
 
 /// Packs a CSV/JSONL manifest into WebDataset `.tar.zst` shards (`tar --zstd -x` reads them).

@@ -2,7 +2,7 @@
 // each followed by `train --resume` and a bit-for-bit comparison with an uninterrupted run.
 import Foundation
 import Testing
-import Data
+import Datasets
 import NN
 import Torch
 import TestSupport

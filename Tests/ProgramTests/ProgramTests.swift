@@ -2,7 +2,7 @@
 // files they write. Tiny models and data (a few seconds a run in a debug build).
 import Foundation
 import Testing
-import Data
+import Datasets
 import Models
 import NN
 import Tokenizers

@@ -2,7 +2,7 @@
 // make-dataset) in child processes, and the tiny data and checkpoints they run on.
 import Foundation
 import Testing
-import Data
+import Datasets
 import NN
 import Torch
 import TestSupport

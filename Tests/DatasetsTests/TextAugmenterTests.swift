@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import Data
+@testable import Datasets
 
 /// WordNet is loaded once for the whole suite; a load failure is reported by every test that needs it.
 enum WordNetFixture {

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import Torch
-@testable import Data
+@testable import Datasets
 
 private func loader(_ source: DatasetSource, threads: Int, batch: Int = 8, seed: UInt64 = 3, policy: BadSamplePolicy = .skip,
                     dropLast: Bool = false, augment: Bool = true, size: Int = 16) -> DataLoader {

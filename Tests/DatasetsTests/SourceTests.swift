@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import Data
+@testable import Datasets
 
 /// Writes `count` small JPEG samples (key i, caption "caption i") into shards.
 func makeShards(_ folder: String, prefix: String = "train", count: Int, perShard: Int, imageSize: Int = 32) throws -> [String] {

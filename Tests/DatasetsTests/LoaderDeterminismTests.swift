@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import Torch
-@testable import Data
+@testable import Datasets
 
 /// Thread-count and resume determinism with every augmentation on, on textured images (a wrong
 /// crop, flip or rotation changes pixels, unlike the flat images of LoaderTests).

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import Data
+@testable import Datasets
 
 /// Pillow's own outputs, from `Scripts/fixtures/pillow_resize_fixtures.py`: `pillow_resize.json`
 /// indexes raw HWC RGB bytes in `pillow_resize.rgb` (inputs and expected outputs).
@@ -34,7 +34,7 @@ struct PillowResizeFixtures: Sendable {
     let blob: [UInt8]
 
     static let shared: PillowResizeFixtures = {
-        func read(_ name: String) -> Foundation.Data {
+        func read(_ name: String) -> Data {
             guard let bytes = FileManager.default.contents(atPath: Fixture.path(name)) else {
                 fatalError("missing fixture \(name): run Scripts/fixtures/pillow_resize_fixtures.py")
             }
