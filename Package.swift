@@ -73,9 +73,14 @@ let package = Package(
             name: "pack",
             dependencies: ["Datasets", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // What the `train` and `distill` commands share (options, how a run ends).
+        .target(
+            name: "RunCommands",
+            dependencies: ["Training", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "train",
-            dependencies: ["Training", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Training", "RunCommands", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "export",
@@ -83,7 +88,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "distill",
-            dependencies: ["Training", "Models", "Datasets", "NN", "Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Training", "RunCommands", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "eval",

@@ -118,7 +118,7 @@ public final class BertPooler: Module {
 }
 
 /// How a BERT tower turns token states into one vector.
-public enum TextPooling: String, Sendable, Codable {
+public enum TextPooling: String, Sendable, Codable, CaseIterable {
     /// transformers' BertModel pooler: tanh(dense([CLS])). What `VisionTextDualEncoderModel` uses.
     case pooler
     /// The mean over real tokens, as sentence-transformers' all-MiniLM-L6-v2.

@@ -1,5 +1,10 @@
 import Foundation
 
+/// Whether a smaller or a larger value of a metric is better.
+public enum MetricMode: String, Codable, Sendable, CaseIterable {
+    case max, min
+}
+
 /// Learning rate as a pure function of the global step, so resuming needs no scheduler state.
 /// Formulas follow open_clip's `scheduler.py` (warmup `base · (step + 1) / warmup`).
 public struct LRSchedule: Codable, Sendable, Equatable {
@@ -15,6 +20,25 @@ public struct LRSchedule: Codable, Sendable, Equatable {
         case step(every: Int, gamma: Double)
         /// Warmup, then a straight line from the base rate to `endLR` at `totalSteps`.
         case linear(endLR: Double)
+        /// Warmup, then the base rate, which the trainer multiplies by the scale of a
+        /// `ReduceOnPlateau` fed with evaluations (torch's ReduceLROnPlateau).
+        case plateau
+
+        /// The names recipes give the kinds (open_clip's `--lr-scheduler` names where it has them).
+        public enum Name: String, CaseIterable, Sendable {
+            case cosine, constant, constCooldown = "const_cooldown", step, linear, plateau
+        }
+
+        public var name: Name {
+            switch self {
+            case .constant: .constant
+            case .cosine: .cosine
+            case .constantCooldown: .constCooldown
+            case .step: .step
+            case .linear: .linear
+            case .plateau: .plateau
+            }
+        }
     }
 
     public var kind: Kind
@@ -39,7 +63,7 @@ public struct LRSchedule: Codable, Sendable, Equatable {
         case .step(let every, let gamma):
             if every <= 0 { result.append("step decay interval must be > 0, got \(every)") }
             if gamma <= 0 { result.append("step decay gamma must be > 0, got \(gamma)") }
-        case .constant, .cosine, .linear: break
+        case .constant, .cosine, .linear, .plateau: break
         }
         return result
     }
@@ -48,7 +72,7 @@ public struct LRSchedule: Codable, Sendable, Equatable {
     public func learningRate(at step: Int, base: Double) -> Double {
         if step < warmupSteps { return base * Double(step + 1) / Double(warmupSteps) }
         switch kind {
-        case .constant:
+        case .constant, .plateau:
             return base
         case .cosine:
             let e = Double(step - warmupSteps), es = Double(totalSteps - warmupSteps)
@@ -72,7 +96,7 @@ public struct LRSchedule: Codable, Sendable, Equatable {
 /// torch.optim.lr_scheduler.ReduceLROnPlateau (relative threshold). Its state is Codable for
 /// checkpoints; `scale` multiplies whatever the step schedule gives.
 public struct ReduceOnPlateau: Codable, Sendable, Equatable {
-    public enum Mode: String, Codable, Sendable { case min, max }
+    public typealias Mode = MetricMode
 
     public var mode: Mode
     public var factor: Double

@@ -21,16 +21,19 @@ public enum Checkpoint {
     public static let optimizerFile = "optimizer.safetensors"
     public static let stateFile = "trainer_state.json"
     public static let configFile = "config.json"
-    public static let headsFile = "heads.safetensors"
+    public static let trainingHeadsFile = "training_heads.safetensors"
 
     /// Writes the whole folder atomically (see `CheckpointDirectory`).
-    /// `files` are written beside the weights (config.json, tokenizer…); `heads` (training-only
-    /// modules such as distillation projections) go to `heads.safetensors`.
-    public static func save(to path: String, model: Module, heads: Module? = nil, optimizer: Optimizer?, state: TrainerState,
+    /// `files` are written beside the weights (config.json, tokenizer…); `trainingHeads`
+    /// (modules trained beside the model, such as distillation projections) go to
+    /// `training_heads.safetensors`.
+    public static func save(to path: String, model: Module, trainingHeads: Module? = nil, optimizer: Optimizer?, state: TrainerState,
                             files: [String: Data] = [:]) throws {
         try CheckpointDirectory.write(to: path) { folder in
             try ShardedSafeTensors.save(model.stateDict(), to: folder)
-            if let heads { try SafeTensors.save(heads.stateDict(), metadata: ["format": "pt"], to: "\(folder)/\(headsFile)") }
+            if let trainingHeads {
+                try SafeTensors.save(trainingHeads.stateDict(), metadata: ["format": "pt"], to: "\(folder)/\(trainingHeadsFile)")
+            }
             if let optimizer {
                 try SafeTensors.save(optimizer.stateDict(), metadata: ["format": "pt"], to: "\(folder)/\(optimizerFile)")
             }
@@ -79,17 +82,17 @@ public enum Checkpoint {
 
     /// Loads weights into `model` and moments into `optimizer`, and returns the trainer state.
     /// Everything is checked before the model is touched.
-    public static func load(from path: String, into model: Module, heads: Module? = nil, optimizer: Optimizer?) throws -> TrainerState {
+    public static func load(from path: String, into model: Module, trainingHeads: Module? = nil, optimizer: Optimizer?) throws -> TrainerState {
         let state = try readState(path)
         let weights = try ShardedSafeTensors.load(path)
         var headWeights: [String: Tensor]?
-        if let heads {
-            let file = "\(path)/\(headsFile)"
+        if let trainingHeads {
+            let file = "\(path)/\(trainingHeadsFile)"
             guard FileManager.default.fileExists(atPath: file) else {
-                throw CheckpointError(path: path, reason: "has no \(headsFile) (the distillation projections), so training cannot resume exactly")
+                throw CheckpointError(path: path, reason: "has no \(trainingHeadsFile) (the distillation projections), so training cannot resume exactly")
             }
             headWeights = try SafeTensors.load(file)
-            try heads.load(headWeights!, source: file, dryRun: true)
+            try trainingHeads.load(headWeights!, source: file, dryRun: true)
         }
         let optimizerState: [String: Tensor]?
         if optimizer != nil {
@@ -104,7 +107,7 @@ public enum Checkpoint {
         try model.load(weights, source: path, dryRun: true)
         if let optimizer, let optimizerState { try optimizer.loadStateDict(optimizerState) }
         try model.load(weights, source: path)
-        if let heads, let headWeights { try heads.load(headWeights, source: "\(path)/\(headsFile)") }
+        if let trainingHeads, let headWeights { try trainingHeads.load(headWeights, source: "\(path)/\(trainingHeadsFile)") }
         return state
     }
 }

@@ -1,7 +1,9 @@
+import Optim
+
 /// Stops training when a monitored metric has not improved for `patience` evaluations.
 /// Codable so that its counters survive a resume.
 public struct EarlyStopping: Codable, Sendable, Equatable {
-    public enum Mode: String, Codable, Sendable { case min, max }
+    public typealias Mode = MetricMode
 
     public enum Decision: Equatable, Sendable {
         /// New best value: keep this checkpoint as `best`.

@@ -32,6 +32,22 @@ public struct ZeroShotClasses: Sendable, Equatable {
 
 /// Retrieval and zero-shot evaluation with open_clip's metric names.
 public enum Evaluation {
+    /// What `evaluate` reports, main metric first: retrieval (when on), zero-shot accuracy (with
+    /// classes) and the validation loss. (`val_samples`, a count, is logged but not a metric.)
+    public static func metrics(retrieval: Bool, zeroShot: Bool) -> [MetricDefinition] {
+        var result: [MetricDefinition] = []
+        if retrieval {   // image_to_text_R@1 first: the main metric, as in open_clip's reports
+            for direction in ["image_to_text", "text_to_image"] {
+                result += [MetricDefinition("\(direction)_R@1", .max, summary: true), MetricDefinition("\(direction)_R@5", .max, summary: true),
+                           MetricDefinition("\(direction)_R@10", .max),
+                           MetricDefinition("\(direction)_mean_rank", .min), MetricDefinition("\(direction)_median_rank", .min)]
+            }
+        }
+        if zeroShot { result += [MetricDefinition("zeroshot_top1", .max, summary: true), MetricDefinition("zeroshot_top5", .max)] }
+        result.append(MetricDefinition("clip_val_loss", .min, summary: true))
+        return result
+    }
+
     /// open_clip's get_clip_metrics: for each image the rank of its own caption among all
     /// captions (and the reverse); R@k is the share ranked in the top k; ranks are 1-based.
     public static func retrievalMetrics(imageFeatures: Tensor, textFeatures: Tensor, logitScale: Tensor) -> [String: Double] {

@@ -6,54 +6,7 @@ import Optim
 import Synchronization
 import Torch
 
-/// Everything one training run needs, in domain terms (a recipe is turned into this).
-public struct TrainingSetup {
-    public var runFolder: String
-    /// What is optimised: the model, its loss terms and its metrics.
-    public var objective: any TrainingObjective
-    public var train: DataLoader
-    public var validation: DataLoader?
-    public var optimizer: Optimizer
-    public var schedule: LRSchedule
-    public var gradientClip: Double?
-    /// Micro-batches per step (the objective decides how their losses combine).
-    public var accumulationSteps = 1
-    public var totalSteps: Int
-    public var stepsPerEpoch: Int?
-    public var evalEverySteps: Int?
-    public var evalEveryEpoch = true
-    public var earlyStopping: EarlyStopping?
-    public var keepBest = true
-    public var keepLast = true
-    public var checkpointEverySteps: Int?
-    public var logEverySteps = 10
-    public var maxNonFiniteSteps = 5
-    /// Called after every completed step with the global step (monitoring, tests).
-    public var onStep: ((Int) -> Void)?
-    public var recipeJSON: Data?
-
-    /// The model being trained.
-    public var model: Module { objective.model }
-
-    public init(runFolder: String, objective: any TrainingObjective, train: DataLoader, validation: DataLoader?,
-                optimizer: Optimizer, schedule: LRSchedule, totalSteps: Int) {
-        self.runFolder = runFolder
-        self.objective = objective
-        self.train = train
-        self.validation = validation
-        self.optimizer = optimizer
-        self.schedule = schedule
-        self.totalSteps = totalSteps
-    }
-}
-
-/// A run that cannot go on (non-finite losses, no data); the message says what to do.
-public struct TrainingError: Error, CustomStringConvertible {
-    public let message: String
-    public var description: String { message }
-}
-
-/// Set by SIGINT; the loop saves `last/` and exits 130.
+/// Set by SIGINT; the loop saves `last/` and returns `.interrupted`.
 let interrupted = Atomic<Bool>(false)
 
 /// The training loop shared by `train` and `distill`: get batch, forward, loss, backward, clip,
@@ -73,34 +26,34 @@ public final class Trainer {
         self.setup = setup
         try FileManager.default.createDirectory(atPath: setup.runFolder, withIntermediateDirectories: true)
         if resume, FileManager.default.fileExists(atPath: "\(setup.runFolder)/last/\(Checkpoint.stateFile)") {
-            state = try Checkpoint.load(from: "\(setup.runFolder)/last", into: setup.model, heads: setup.objective.heads, optimizer: setup.optimizer)
+            state = try Checkpoint.load(from: "\(setup.runFolder)/last", into: setup.model, trainingHeads: setup.objective.trainingHeads,
+                                        optimizer: setup.optimizer)
             try state.restoreRandomState()
             metrics = try MetricsLog(path: "\(setup.runFolder)/metrics.jsonl", resumeAt: state.globalStep)
-            records = (try? MetricsLog.read("\(setup.runFolder)/metrics.jsonl")) ?? []
+            records = try MetricsLog.read("\(setup.runFolder)/metrics.jsonl")
         } else {
-            state = TrainerState(globalStep: 0, earlyStopping: setup.earlyStopping)
+            state = TrainerState(globalStep: 0, earlyStopping: setup.earlyStopping, plateau: setup.plateau?.rule)
             metrics = try MetricsLog(path: "\(setup.runFolder)/metrics.jsonl")
         }
         if let recipe = setup.recipeJSON { try AtomicFile.write(recipe, to: "\(setup.runFolder)/recipe.json") }
         progress = ProgressReporter(totalSteps: setup.totalSteps, logEvery: setup.logEverySteps, startStep: state.globalStep)
     }
 
-    /// Trains to `totalSteps` (or an early stop); returns the last evaluation's metrics.
+    /// Trains to `totalSteps`, an early stop or an interrupt (which saves `last/` first).
     @discardableResult
-    public func run() throws -> [String: Double] {
+    public func run() throws -> TrainingResult {
         installInterruptHandler()
-        let model = setup.model
-        model.train()
+        setup.model.train()
         var lastEval: [String: Double] = [:]
         var nonFinite = 0
-        var stop = state.globalStep >= setup.totalSteps
+        var stop: TrainingResult.Outcome? = state.globalStep >= setup.totalSteps ? .completed : nil
         var window = (samples: 0, dataTime: 0.0, started: Date())
         if state.globalStep > 0 { progress.message("resumed at step \(state.globalStep) (epoch \(state.epoch), sample \(state.samplesSeenInEpoch))") }
 
-        while !stop {
+        while stop == nil {
             let epoch = setup.train.epoch(state.epoch, startingAt: state.samplesSeenInEpoch)
             var micro: [Batch] = []
-            while !stop {
+            while stop == nil {
                 let fetchStarted = Date()
                 guard let batch = try epoch.next() else { break }
                 window.dataTime += Date().timeIntervalSince(fetchStarted)
@@ -109,8 +62,9 @@ public final class Trainer {
                 defer { micro.removeAll() }
 
                 let step = state.globalStep
-                setup.optimizer.setLearningRates { self.setup.schedule.learningRate(at: step, base: $0) }
-                let terms = try trainStep(micro)
+                let plateauScale = state.plateau?.scale ?? 1
+                setup.optimizer.setLearningRates { self.setup.schedule.learningRate(at: step, base: $0) * plateauScale }
+                let terms = trainStep(micro)
                 let total = terms["loss"]!
                 if !total.isFinite {
                     nonFinite += 1
@@ -142,20 +96,19 @@ public final class Trainer {
                 }
                 if let every = setup.evalEverySteps, state.globalStep % every == 0 {
                     lastEval = try evaluate()
-                    if try earlyStop(lastEval) { stop = true }
+                    if try record(lastEval) { stop = .stoppedEarly }
                 }
                 if let every = setup.checkpointEverySteps, state.globalStep % every == 0 { try saveLast() }
-                if state.globalStep >= setup.totalSteps { stop = true }
+                if stop == nil, state.globalStep >= setup.totalSteps { stop = .completed }
                 setup.onStep?(state.globalStep)
                 if interrupted.load(ordering: .relaxed) {
                     try saveLast()
-                    writeCurves()
+                    try writeCurves()
                     progress.finish()
-                    FileHandle.standardError.write(Data("interrupted: saved \(lastFolder) at step \(state.globalStep); continue with --resume\n".utf8))
-                    exit(130)
+                    return TrainingResult(outcome: .interrupted(step: state.globalStep), metrics: lastEval)
                 }
             }
-            if !stop {
+            if stop == nil {
                 if epoch.skippedCount > 0 { progress.message("epoch \(state.epoch): \(epoch.skippedCount) bad samples skipped") }
                 if state.globalStep == 0 && epoch.skippedCount > 0 {
                     throw TrainingError(message: "the training data has no usable samples (\(epoch.skippedCount) skipped; see the warnings above)")
@@ -164,18 +117,18 @@ public final class Trainer {
                 state.samplesSeenInEpoch = 0
                 if setup.evalEveryEpoch {
                     lastEval = try evaluate()
-                    if try earlyStop(lastEval) { stop = true }
+                    if try record(lastEval) { stop = .stoppedEarly }
                 }
             }
         }
         if lastEval.isEmpty || (setup.evalEverySteps.map { state.globalStep % $0 != 0 } ?? !setup.evalEveryEpoch) {
             lastEval = try evaluate()
-            _ = try earlyStop(lastEval)
+            _ = try record(lastEval)
         }
         if setup.keepLast { try saveLast() }
-        writeCurves()
+        try writeCurves()
         progress.finish()
-        return lastEval
+        return TrainingResult(outcome: stop ?? .completed, metrics: lastEval)
     }
 
     private var epochProgress: Double {
@@ -184,7 +137,7 @@ public final class Trainer {
     }
 
     /// One optimizer step over `micro` micro-batches; returns the loss terms as numbers.
-    private func trainStep(_ micro: [Batch]) throws -> [String: Double] {
+    private func trainStep(_ micro: [Batch]) -> [String: Double] {
         setup.optimizer.zeroGrad()
         var totals = setup.objective.forwardBackward(micro)
         guard totals["loss"]?.isFinite == true else { return totals }
@@ -198,37 +151,41 @@ public final class Trainer {
         return totals
     }
 
-    /// Evaluates on the validation data (when there is some), logs, keeps the best checkpoint.
+    /// Evaluates on the validation data (when there is some) and prints the summary metrics.
     private func evaluate() throws -> [String: Double] {
         guard let validation = setup.validation else { return [:] }
         progress.message("evaluating at step \(state.globalStep)…")
         let values = try setup.objective.evaluate(validation)
-        let summary = ["image_to_text_R@1", "text_to_image_R@1", "zeroshot_top1", "clip_val_loss", "teacher_cosine", "teacher_match_R@1"].compactMap { key in
-            values[key].map { String(format: "%@ %.4f", key, $0) }
+        let summary = setup.objective.metrics.filter(\.summary).compactMap { metric in
+            values[metric.name].map { String(format: "%@ %.4f", metric.name, $0) }
         }.joined(separator: ", ")
         progress.message("step \(state.globalStep): \(summary)")
         return values
     }
 
-    /// Feeds early stopping with an evaluation, saves `best/` on improvement, then logs the
-    /// evaluation (with the best step as of now). True to stop.
-    private func earlyStop(_ values: [String: Double]) throws -> Bool {
+    /// What an evaluation decides: `best/` when the watched metric improved, the plateau
+    /// schedule's scale, early stopping; then the evaluation is logged (with the best step as of
+    /// now). True to stop.
+    private func record(_ values: [String: Double]) throws -> Bool {
         guard !values.isEmpty else { return false }
-        defer { try? log(.eval, values) }
-        guard var stopping = state.earlyStopping, let value = values[stopping.metric] else { return false }
-        let decision = stopping.update(value, step: state.globalStep)
-        state.earlyStopping = stopping
-        switch decision {
-        case .improved:
+        if let best = setup.best, let value = values[best.name], best.improves(value, over: state.bestMetric) {
             state.bestMetric = value
             state.bestStep = state.globalStep
-            if setup.keepBest { try save(to: bestFolder) }
-            return false
-        case .wait: return false
-        case .stop:
-            progress.message("early stopping: \(stopping.metric) has not improved for \(stopping.patience) evaluations; best \(String(format: "%.4f", stopping.best ?? .nan)) at step \(stopping.bestStep ?? 0)")
-            return true
+            try save(to: bestFolder)
         }
+        if let plateau = setup.plateau, let value = values[plateau.metric], state.plateau?.update(value) == true {
+            progress.message("\(plateau.metric) has stalled: learning rate × \(String(format: "%.4g", state.plateau!.scale)) from step \(state.globalStep)")
+        }
+        var stop = false
+        if var stopping = state.earlyStopping, let value = values[stopping.metric] {
+            if case .stop = stopping.update(value, step: state.globalStep) {
+                progress.message("early stopping: \(stopping.metric) has not improved for \(stopping.patience) evaluations; best \(String(format: "%.4f", stopping.best ?? .nan)) at step \(stopping.bestStep ?? 0)")
+                stop = true
+            }
+            state.earlyStopping = stopping
+        }
+        try log(.eval, values)
+        return stop
     }
 
     private func log(_ kind: MetricsRecord.Kind, _ values: [String: Double]) throws {
@@ -238,19 +195,19 @@ public final class Trainer {
         try metrics.append(record)
         records.append(record)
         // Redrawing costs O(records): do it at evaluations (and at the end), not every log step.
-        if kind == .eval { writeCurves() }
+        if kind == .eval { try writeCurves() }
     }
 
-    private func writeCurves() {
-        try? CurvesPlot.write(records, title: URL(fileURLWithPath: setup.runFolder).lastPathComponent, to: "\(setup.runFolder)/curves.svg")
+    private func writeCurves() throws {
+        try CurvesPlot.write(records, title: URL(fileURLWithPath: setup.runFolder).lastPathComponent, to: "\(setup.runFolder)/curves.svg")
     }
 
     public func saveLast() throws { try save(to: lastFolder) }
 
     private func save(to folder: String) throws {
         state.captureRandomState()
-        try Checkpoint.save(to: folder, model: setup.model, heads: setup.objective.heads, optimizer: setup.optimizer, state: state,
-                            files: try setup.objective.checkpointFiles())
+        try Checkpoint.save(to: folder, model: setup.model, trainingHeads: setup.objective.trainingHeads, optimizer: setup.optimizer,
+                            state: state, files: try setup.objective.checkpointFiles())
         try setup.objective.saveRunState(in: setup.runFolder)
     }
 
@@ -263,5 +220,14 @@ public final class Trainer {
         sigemptyset(&mask)
         sigaddset(&mask, SIGINT)
         pthread_sigmask(SIG_UNBLOCK, &mask, nil)
+    }
+}
+
+extension MetricDefinition {
+    /// Whether `value` is better than `best` (nil: nothing yet). NaN never improves.
+    func improves(_ value: Double, over best: Double?) -> Bool {
+        guard !value.isNaN else { return false }
+        guard let best else { return true }
+        return mode == .max ? value > best : value < best
     }
 }

@@ -36,7 +36,7 @@ struct Embed: ParsableCommand {
             guard case .dualEncoder(let model) = loaded.model, let preprocessing = loaded.preprocessing else {
                 throw ValidationError("\(checkpoint) is a text-only model; it cannot embed images")
             }
-            let pixels = try preprocess(images, preprocessing)
+            let pixels = try ImagePipeline(preprocessing: preprocessing).pixels(ofFiles: images, batchSize: batchSize)
             let features = withInferenceMode { Tensor.cat(pixels.map { model.imageFeatures($0) }) }
             imageEmbeds = raw ? features : F.normalize(features, dim: -1)
             output["image_embeds"] = rows(imageEmbeds!)
@@ -80,33 +80,6 @@ struct Embed: ParsableCommand {
             throw ValidationError("\(path): must be a JSON array of strings")
         }
         return list
-    }
-
-    /// Decoded, resized and normalised images in batches [n, 3, size, size].
-    func preprocess(_ paths: [String], _ preprocessing: ImagePreprocessing) throws -> [Tensor] {
-        let pipeline = ImagePipeline(preprocessing: preprocessing)
-        let decoder = JPEGDecoder()
-        var random = SeededRandom(seed: 0)
-        var batches: [Tensor] = []
-        for start in stride(from: 0, to: paths.count, by: batchSize) {
-            let chunk = paths[start..<min(start + batchSize, paths.count)]
-            var floats = [Float](repeating: 0, count: chunk.count * pipeline.sampleCount)
-            for (i, path) in chunk.enumerated() {
-                guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("\(path): cannot read the image") }
-                do {
-                    try [UInt8](data).withUnsafeBytes { bytes in
-                        try floats.withUnsafeMutableBufferPointer { all in
-                            let slice = UnsafeMutableBufferPointer(rebasing: all[(i * pipeline.sampleCount)..<((i + 1) * pipeline.sampleCount)])
-                            try pipeline.process(bytes, decoder: decoder, random: &random, into: slice)
-                        }
-                    }
-                } catch {
-                    throw ValidationError("\(path): \(error)")
-                }
-            }
-            batches.append(Tensor(floats, shape: [chunk.count, 3, preprocessing.size, preprocessing.size]))
-        }
-        return batches
     }
 
     func rows(_ t: Tensor) -> [[Double]] {

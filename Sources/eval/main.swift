@@ -21,8 +21,7 @@ struct Eval: ParsableCommand {
     }
 
     func run() throws {
-        let source: DatasetSource = [".csv", ".tsv", ".jsonl", ".json"].contains(where: data.hasSuffix)
-            ? .manifest(try ManifestSource(path: data)) : .shards(try WebDataset.shards(data))
+        let source = try DatasetSource.open(data)
         let zeroShot = try classes.map(ZeroShotClasses.load)
         var results: [[String: Double]] = []
         for path in checkpoint {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RunCommands
 import Training
 
 /// Contrastive fine-tuning from a recipe.
@@ -7,19 +8,17 @@ import Training
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Fine-tune a CLIP-style dual encoder from a JSON recipe.")
 
-    @Option(help: "The recipe (JSON).") var recipe = "Recipes/clip-finetune.json"
-    @Option(name: .customLong("set"), help: "Override a recipe field: --set optimizer.lr=1e-4 (repeatable).") var overrides: [String] = []
-    @Flag(help: "Continue the run from its last/ checkpoint.") var resume = false
+    @OptionGroup var options: RunOptions
 
     func run() throws {
-        let (recipe, resolved) = try RecipeRunner.load(self.recipe, overrides: overrides)
-        let setup = try RecipeRunner.setup(recipe, resolved: resolved)
-        let trainer = try Trainer(setup, resume: resume || recipe.resume == .latest)
+        let (recipe, resolved) = try options.load(defaultRecipe: "Recipes/clip-finetune.json")
+        let setup = try RunBuilder.contrastive(recipe, resolved: resolved)
+        let trainer = try Trainer(setup, resume: options.resumes(recipe))
         print("run \(recipe.name): \(setup.totalSteps) steps (\(setup.stepsPerEpoch ?? 0) per epoch) → \(setup.runFolder)")
         print(String(format: "model: %.2fM parameters, %.2fM trainable", Double(setup.model.parameterCount) / 1e6, Double(setup.model.trainableParameterCount) / 1e6))
-        let metrics = try trainer.run()
-        let keys = ["image_to_text_R@1", "text_to_image_R@1", "image_to_text_R@5", "text_to_image_R@5", "zeroshot_top1", "clip_val_loss"]
-        for key in keys { if let v = metrics[key] { print(String(format: "%@ %.4f", key, v)) } }
+        let result = try trainer.run()
+        try finish(result, trainer: trainer)
+        for line in summaryLines(result.metrics, of: setup.objective) { print(line) }
         if let best = trainer.state.bestStep { print("best checkpoint: \(trainer.bestFolder) (step \(best))") }
         print("last checkpoint: \(trainer.lastFolder); curves: \(setup.runFolder)/curves.svg")
     }

@@ -58,7 +58,6 @@ struct ImagePipelineTests {
         let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Fixture.path("jpeg/photo.jpg"))))
         let augmentation = ImageAugmentation(horizontalFlip: 0.5, rotation: .init(probability: 1, degrees: 30, fill: [0, 0, 0]),
                                              colorJitter: .init(probability: 1, brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1))
-        #expect(augmentation.problems.isEmpty)
         let pipeline = ImagePipeline(preprocessing: ImagePreprocessing(size: 64), augmentation: augmentation)
         func run(_ seed: UInt64) throws -> [Float] {
             var random = SeededRandom(seed: seed, epoch: 0, index: 0)
@@ -86,9 +85,6 @@ struct ImagePipelineTests {
     }
 
     @Test func configurationProblemsAreListed() throws {
-        let bad = ImageAugmentation(randomResizedCrop: .init(scale: [0.9, 0.5], ratio: [1, 1]), horizontalFlip: 2,
-                                    rotation: .init(probability: 0.5, degrees: 400), colorJitter: .init(probability: 0.5, hue: 0.9))
-        #expect(bad.problems.count == 4)
         #expect(ImagePreprocessing(size: 0).problems.count == 1)
         let folder = temporaryFolder()
         try #"{"crop_size": {"height": 336, "width": 336}, "size": {"shortest_edge": 336}, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}"#

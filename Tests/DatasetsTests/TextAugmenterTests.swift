@@ -60,26 +60,6 @@ enum WordNetFixture {
     }
 }
 
-@Suite struct TextAugmentationConfigTests {
-    @Test func problemsNameTheRate() {
-        #expect(TextAugmentationConfig().problems.isEmpty)
-        #expect(TextAugmentationConfig(synonymReplacement: 1, randomDeletion: 0.5).problems.isEmpty)
-        let bad = TextAugmentationConfig(synonymReplacement: -0.1, randomSwap: 1.5, randomDeletion: .nan)
-        #expect(bad.problems.count == 3)
-        #expect(bad.problems.contains("randomSwap must be in [0, 1], got 1.5"))
-        #expect(bad.problems.contains { $0.hasPrefix("synonymReplacement") })
-        #expect(bad.problems.contains { $0.hasPrefix("randomDeletion") })
-    }
-
-    @Test func decodesWithMissingRatesAsZero() throws {
-        let json = #"{"randomSwap": 0.2}"#
-        let config = try JSONDecoder().decode(TextAugmentationConfig.self, from: json.data(using: .utf8) ?? .init())
-        #expect(config == TextAugmentationConfig(randomSwap: 0.2))
-        let encoded = try JSONEncoder().encode(config)
-        #expect(try JSONDecoder().decode(TextAugmentationConfig.self, from: encoded) == config)
-    }
-}
-
 @Suite struct TextAugmenterTests {
     static let allOperations = TextAugmentationConfig(
         synonymReplacement: 0.3, randomInsertion: 0.3, randomSwap: 0.3, randomDeletion: 0.3)

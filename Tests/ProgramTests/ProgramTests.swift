@@ -207,7 +207,7 @@ struct ProgramTests {
         #expect(result.lines.contains { $0.hasPrefix("teacher \(teacher.last): ") && $0.contains("; student: ") }, "\(result)")
         #expect(result.lines.contains { $0.hasPrefix("parameters (M)") }, "\(result)")
         #expect(result.lines.contains("student: \(runFolder)/best; report: \(runFolder)/distill_report.json"), "\(result)")
-        for file in ["metrics.jsonl", "best/model.safetensors", "last/model.safetensors", "last/heads.safetensors", "teacher_cache.safetensors"] {
+        for file in ["metrics.jsonl", "best/model.safetensors", "last/model.safetensors", "last/training_heads.safetensors", "teacher_cache.safetensors"] {
             #expect(exists("\(runFolder)/\(file)"), "\(file) is missing")
         }
 

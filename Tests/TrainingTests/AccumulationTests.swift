@@ -80,11 +80,11 @@ struct AccumulationTests {
     @Test func accumulatedDistillationGivesTheFullBatchGradients() throws {
         let runs = temporaryFolder()
         let recipe = try studentRecipe(runs, name: "accumulate", steps: 1, extra: ["distill.logit_weight=0", "distill.contrastive_weight=0.5"])
-        let plan = try RecipeRunner.distillation(recipe, resolved: nil)
+        let plan = try RunBuilder.distillation(recipe, resolved: nil)
         let objective = try #require(plan.setup.objective as? DistillationObjective)
         objective.model.eval()   // the BERT student's dropout off: the same forward pass each time
         let batch = try #require(try plan.setup.train.epoch(0).next())
-        let parameters = objective.model.trainableParameters() + (objective.heads?.trainableParameters() ?? [])
+        let parameters = objective.model.trainableParameters() + (objective.trainingHeads?.trainableParameters() ?? [])
         #expect(parameters.contains { $0.name.hasPrefix("text.") || $0.name.hasPrefix("image.") }, "the projections are trained")
         func gradients(_ micro: [Batch]) -> (totals: [String: Double], grads: [String: Tensor]) {
             for (_, p) in parameters { p.grad = nil }
@@ -119,12 +119,12 @@ struct AccumulationTests {
           "checkpoint": {"directory": "\(folder)/runs"}, "max_steps": 1
         }
         """
-        let plan = try RecipeRunner.distillation(try Recipe.decode(Data(json.utf8), file: "test", defaultName: "t"), resolved: nil)
+        let plan = try RunBuilder.distillation(try Recipe.decode(Data(json.utf8), file: "test", defaultName: "t"), resolved: nil)
         let objective = try #require(plan.setup.objective as? TextDistillationObjective)
         objective.model.eval()   // no dropout
         let batch = try #require(try plan.setup.train.epoch(0).next())
-        let parameters = objective.model.trainableParameters() + (objective.heads?.trainableParameters() ?? [])
-        #expect(objective.heads != nil, "a 16-wide student needs the learned projection")
+        let parameters = objective.model.trainableParameters() + (objective.trainingHeads?.trainableParameters() ?? [])
+        #expect(objective.trainingHeads != nil, "a 16-wide student needs the learned projection")
         func gradients(_ micro: [Batch]) -> [String: Tensor] {
             for (_, p) in parameters { p.grad = nil }
             _ = objective.forwardBackward(micro)

@@ -11,7 +11,7 @@ enum TinyTeacher {
     static let folder: String = {
         let runs = temporaryFolder("tinyteacher")
         let recipe = try! tinyRecipe(runs, name: "teacher", steps: 12)
-        let trainer = try! Trainer(try! RecipeRunner.setup(recipe, resolved: nil), resume: false)
+        let trainer = try! Trainer(try! RunBuilder.contrastive(recipe, resolved: nil), resume: false)
         try! trainer.run()
         return trainer.lastFolder
     }()
@@ -61,7 +61,7 @@ struct DistillationTests {
     @Test func aTinyDistillationMovesTheStudentTowardTheTeacher() throws {
         let runs = temporaryFolder()
         let recipe = try studentRecipe(runs, name: "student", steps: 18)
-        let plan = try RecipeRunner.distillation(recipe, resolved: recipe.resolvedJSON())
+        let plan = try RunBuilder.distillation(recipe, resolved: recipe.resolvedJSON())
         let objective = try #require(plan.setup.objective as? DistillationObjective)
         #expect(plan.setup.train.secondView != nil, "teacher (32 px) and student (48 px) need two views")
         #expect(!objective.projections.isEmpty, "student 8-d, teacher 16-d: projections are learned")
@@ -75,8 +75,9 @@ struct DistillationTests {
                 student.encoder.eval()
                 defer { student.encoder.train() }
                 let (ids, mask) = student.tokenizer.encode(batch.captions)
-                let t = objective.distillationTerms(batch, student.encoder.imageFeatures(batch.pixels), student.encoder.textFeatures(ids: ids, attentionMask: mask))
-                return t.mapValues { $0.item(Double.self) }
+                let image = student.encoder.imageFeatures(batch.pixels), text = student.encoder.textFeatures(ids: ids, attentionMask: mask)
+                let terms = objective.lossTerms(batch, StepFeatures(image: image, text: text, allImages: image, allTexts: text), trainsLossParameters: true)
+                return terms.mapValues { $0.item(Double.self) }
             }
         }
         let before = terms()
@@ -98,11 +99,11 @@ struct DistillationTests {
         let cache = try #require(objective.cache)
         #expect(cache.count.images == 96 && cache.misses == cache.count.images + cache.count.texts)
         #expect(FileManager.default.fileExists(atPath: "\(runs)/student/\(TeacherCache.file)"))
-        #expect(FileManager.default.fileExists(atPath: "\(runs)/student/last/\(Checkpoint.headsFile)"))
+        #expect(FileManager.default.fileExists(atPath: "\(runs)/student/last/\(Checkpoint.trainingHeadsFile)"))
 
         // The saved student is a loadable dual encoder without the training-only projections.
         guard case .dualEncoder(let saved) = try Pretrained.load("\(runs)/student/last").model else { Issue.record("not a dual encoder"); return }
-        #expect(saved.projectionDim == 8 && !saved.stateDict().contains { $0.name.hasPrefix("heads") })
+        #expect(saved.projectionDim == 8 && !saved.stateDict().contains { $0.name.hasPrefix("training_heads") })
 
         // A cache file made by this teacher is read back whole.
         let reread = try #require(try TeacherCache.load(from: "\(runs)/student/\(TeacherCache.file)", dim: 16, fingerprint: plan.teacher.fingerprint))
@@ -120,19 +121,18 @@ struct DistillationTests {
 
         // Different embedding sizes with the projection turned off.
         let noProjection = try studentRecipe(runs, name: "s", steps: 2, extra: ["distill.feature_projection=false"])
-        #expect(throws: TrainingError.self) { try RecipeRunner.distillation(noProjection, resolved: nil) }
-        do { _ = try RecipeRunner.distillation(noProjection, resolved: nil) } catch {
+        #expect(throws: TrainingError.self) { try RunBuilder.distillation(noProjection, resolved: nil) }
+        do { _ = try RunBuilder.distillation(noProjection, resolved: nil) } catch {
             #expect("\(error)".contains("feature_projection") && "\(error)".contains("student 8, teacher 16"))
         }
 
-        // Caching the teacher with augmented captions.
-        let augmented = try studentRecipe(runs, name: "s", steps: 2, extra: ["data.text_augmentation.random_swap=0.2"])
-        do { _ = try RecipeRunner.distillation(augmented, resolved: nil); Issue.record("expected an error") } catch {
+        // Caching the teacher with augmented captions: refused when the recipe is decoded.
+        do { _ = try studentRecipe(runs, name: "s", steps: 2, extra: ["data.text_augmentation.random_swap=0.2"]); Issue.record("expected an error") } catch {
             #expect("\(error)".contains("data.cache_teacher"))
         }
 
         // A student larger than its teacher is allowed, with a warning.
         let large = try studentRecipe(runs, name: "s", steps: 2, extra: ["model.text.hidden_size=96"])
-        #expect(try RecipeRunner.distillation(large, resolved: nil).warnings.contains { $0.contains("larger than the teacher") })
+        #expect(try RunBuilder.distillation(large, resolved: nil).warnings.contains { $0.contains("larger than the teacher") })
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Datasets
 @testable import Training
 
 @Suite("Recipe")
@@ -41,10 +42,10 @@ struct RecipeTests {
         #expect(r.name == "clip-finetune")
         #expect(r.seed == 0)
         #expect(r.model.checkpoint == nil)
-        let v = r.model.vision
-        #expect(v.checkpoint == nil)
+        #expect(r.model.vision.checkpoint == nil)
+        let v = r.model.vision.config
         #expect([v.imageSize, v.patchSize, v.hiddenSize, v.numHiddenLayers, v.numAttentionHeads, v.intermediateSize] as [Int] == [64, 8, 192, 4, 3, 768])
-        #expect(v.hiddenAct == .quickGelu)
+        #expect(v.hiddenAct == .quickGELU)
         #expect(r.model.text.checkpoint == ".deps/assets/all-MiniLM-L6-v2")
         #expect(r.model.text.pooling == .mean)
         #expect(r.model.text.tokenizer == nil)
@@ -72,14 +73,14 @@ struct RecipeTests {
         #expect(r.optimizer.weightDecay == 0.1)
         #expect(r.optimizer.gradClip == 1.0)
         #expect(r.optimizer.betas == [0.9, 0.98])
-        #expect(r.schedule.type == .cosine)
+        #expect(r.schedule.kind == .cosine)
         #expect(r.schedule.warmupSteps == 30)
         #expect(r.eval.everySteps == 124)
         #expect(!r.eval.everyEpoch)
         #expect(r.eval.zeroshot == Recipe.ZeroShot(classes: "Data/shapes/classes.json"))
         let stopping = try #require(r.earlyStopping)
-        #expect(stopping.metric == "image_to_text_R@1")
-        #expect(stopping.mode == .max)
+        #expect(stopping.watch.metric == "image_to_text_R@1")
+        #expect(stopping.watch.mode == .max)
         #expect(stopping.patience == 4)
         #expect(stopping.minDelta == 0)
         #expect(r.epochs == 8)
@@ -94,29 +95,30 @@ struct RecipeTests {
         // The documented defaults, spelled out so that a changed default fails here.
         #expect(r.name == "test" && r.seed == 0 && r.epochs == nil)
         #expect(r.model.checkpoint == nil && r.model.projectionDim == 512 && r.model.logitScaleInit == 2.6592)
-        let v = r.model.vision
+        let v = r.model.vision.config
         #expect([v.imageSize, v.patchSize, v.hiddenSize, v.numHiddenLayers, v.numAttentionHeads, v.intermediateSize] as [Int] == [224, 32, 768, 12, 12, 3072])
-        #expect(v.hiddenAct == .quickGelu)
-        let t = r.model.text
+        #expect(v.hiddenAct == .quickGELU)
+        let t = r.model.text.sizes
         #expect([t.vocabSize, t.hiddenSize, t.numHiddenLayers, t.numAttentionHeads, t.intermediateSize, t.maxPositionEmbeddings] as [Int] == [49408, 512, 12, 8, 2048, 77])
-        #expect(t.hiddenAct == .quickGelu && t.pooling == .pooler && t.tokenizer == nil)
+        #expect(t.hiddenAct == .quickGELU && r.model.text.pooling == .pooler && r.model.text.tokenizer == nil)
         #expect(r.model.lockVision.unlockedLayers == -1 && r.model.lockText.unlockedLayers == -1)
         #expect(r.data.val == nil && r.data.imageSize == nil)
         #expect(r.data.batchSize == 64 && r.data.threads == 2 && r.data.shuffleBuffer == 2000 && r.data.badSamples == .skip)
         #expect(r.data.augmentation.randomResizedCrop?.scale == [0.9, 1.0])
         #expect(r.data.augmentation.randomResizedCrop?.ratio == [0.75, 1.3333333333333333])
-        #expect(r.data.textAugmentation == Recipe.TextAugmentation())
+        #expect(r.data.textAugmentation == TextAugmentationConfig())
         #expect(r.data.textAugmentation.randomDeletion == 0 && !r.data.cacheTeacher)
         #expect(r.loss.type == .clip && r.loss.logitScaleMax == 4.605170185988092)
         let o = r.optimizer
         #expect(o.type == .adamw && o.lr == 5e-4 && o.betas == [0.9, 0.98] && o.eps == 1e-6 && o.weightDecay == 0.2)
         #expect(o.momentum == 0.9 && !o.nesterov && !o.noDecayEmbeddings && o.gradClip == 1.0 && o.accumulationSteps == 1)
-        let s = r.schedule
-        #expect(s.type == .cosine && s.warmupSteps == 0 && s.cooldownSteps == nil && s.cooldownPower == 1 && s.endLR == 0)
-        #expect(s.stepEvery == nil && s.gamma == 0.1)
+        #expect(r.schedule.kind == .cosine && r.schedule.warmupSteps == 0)
+        let p = r.schedule.plateau
+        #expect(p.watch == Recipe.WatchedMetric() && p.factor == 0.1 && p.patience == 10 && p.threshold == 1e-4 && p.cooldown == 0 && p.minLRScale == 0)
         #expect(r.eval.everySteps == nil && r.eval.everyEpoch && r.eval.retrieval && r.eval.zeroshot == nil && r.eval.batchSize == nil)
         #expect(r.earlyStopping == nil)
         #expect(r.checkpoint.directory == "Checkpoints" && r.checkpoint.keepBest && r.checkpoint.keepLast && r.checkpoint.everySteps == nil)
+        #expect(r.checkpoint.best == Recipe.WatchedMetric())
         #expect(r.precision == .fp32 && r.logEverySteps == 10 && r.maxNonFiniteSteps == 5 && r.resume == nil)
     }
 
@@ -154,7 +156,7 @@ struct RecipeTests {
         #expect(r.data.augmentation.colorJitter?.brightness == 0.4)
         #expect(r.data.augmentation.colorJitter?.contrast == 0)
         #expect(r.loss.type == .siglip && r.optimizer.type == .sgd && r.optimizer.nesterov)
-        #expect(r.schedule.type == .constCooldown && r.schedule.cooldownSteps == 50 && r.schedule.cooldownPower == 2)
+        #expect(r.schedule.kind == .constantCooldown(cooldownSteps: 50, power: 2, endLR: 0))
         #expect(r.precision == .bf16)
     }
 
@@ -287,7 +289,7 @@ struct RecipeTests {
             (#""precision": "fp16""#, "precision", #"expected one of "fp32", "bf16", found "fp16""#),
             (#""resume": "best""#, "resume", #"expected one of "latest", found "best""#),
             (#""name": "a/b""#, "name", #"must be a non-empty name without '/', found "a/b""#),
-            (#""schedule": {"type": "cosin"}"#, "schedule.type", #"expected one of "cosine", "constant", "const_cooldown", "step", "linear", found "cosin"; did you mean "cosine"?"#),
+            (#""schedule": {"type": "cosin"}"#, "schedule.type", #"expected one of "cosine", "constant", "const_cooldown", "step", "linear", "plateau", found "cosin"; did you mean "cosine"?"#),
             (#""model": {"lock_text": {"unlocked_layers": -2}}"#, "model.lock_text.unlocked_layers", "must be ≥ -1, found -2"),
         ]
         for (extra, path, message) in cases {
@@ -352,7 +354,7 @@ struct RecipeTests {
         #expect(r.optimizer.betas == [0.9, 0.999])
         #expect(r.precision == .bf16)
         #expect(r.earlyStopping?.patience == 3)
-        #expect(r.earlyStopping?.mode == .max)
+        #expect(r.earlyStopping?.watch.mode == .max)
         #expect(r.seed == 2)   // the last one wins
         // Untouched values survive the rewrite.
         #expect(r.model.lockText.unlockedLayers == 1 && r.optimizer.weightDecay == 0.1 && r.eval.everySteps == 124)
@@ -361,9 +363,9 @@ struct RecipeTests {
     @Test func overridesCreateMissingObjects() throws {
         let r = try override(["model.vision.image_size=64", "model.vision.patch_size=16", "eval.zeroshot.classes=c.json",
                               #"data.augmentation.rotation={"probability": 0.5, "degrees": 10}"#])
-        #expect(r.model.vision.imageSize == 64 && r.model.vision.patchSize == 16)
+        #expect(r.model.vision.config.imageSize == 64 && r.model.vision.config.patchSize == 16)
         #expect(r.eval.zeroshot?.classes == "c.json")
-        #expect(r.data.augmentation.rotation == Recipe.Rotation(probability: 0.5, degrees: 10))
+        #expect(r.data.augmentation.rotation == ImageAugmentation.Rotation(probability: 0.5, degrees: 10))
 
         // A null section is replaced by a new object too.
         let off = #"{"data": {"train": {"shards": "t"}, "val": {"shards": "v"}}, "epochs": 1, "early_stopping": null}"#
@@ -433,17 +435,16 @@ struct RecipeTests {
         r.data.val = .manifest(val)
         r.data.imageSize = 96
         r.data.augmentation.randomResizedCrop = nil
-        var rotation = Recipe.Rotation(probability: 0.25, degrees: 30)
+        var rotation = ImageAugmentation.Rotation(probability: 0.25, degrees: 30)
         rotation.fill = [1, 2, 3]
         r.data.augmentation.rotation = rotation
-        r.data.augmentation.colorJitter = Recipe.ColorJitter(probability: 0.5)
+        r.data.augmentation.colorJitter = ImageAugmentation.ColorJitter(probability: 0.5)
         r.data.textAugmentation.randomSwap = 0.1
         r.data.badSamples = .fail
         r.loss.type = .siglip
         r.optimizer.type = .sgd
         r.optimizer.gradClip = nil
-        r.schedule.type = .step
-        r.schedule.stepEvery = 100
+        r.schedule.kind = .step(every: 100, gamma: 0.1)
         r.eval.zeroshot = Recipe.ZeroShot(classes: "classes.json")
         r.eval.batchSize = 256
         r.earlyStopping = Recipe.EarlyStoppingSection()
@@ -540,10 +541,11 @@ struct RecipeTests {
     }
 
     @Test func braceExpansion() {
-        #expect(Recipe.expandBraces("t-{0000..0003}.tar") == ["t-0000.tar", "t-0001.tar", "t-0002.tar", "t-0003.tar"])
-        #expect(Recipe.expandBraces("{a,b}/{8..10}") == ["a/8", "a/9", "a/10", "b/8", "b/9", "b/10"])
-        #expect(Recipe.expandBraces("{08..10}") == ["08", "09", "10"])
-        #expect(Recipe.expandBraces("plain.tar") == ["plain.tar"])
-        #expect(Recipe.expandBraces("open{only") == ["open{only"])
+        // The recipe checks and the loader share WebDataset's expansion.
+        #expect(WebDataset.expandBraces("t-{0000..0003}.tar") == ["t-0000.tar", "t-0001.tar", "t-0002.tar", "t-0003.tar"])
+        #expect(WebDataset.expandBraces("{a,b}/{8..10}") == ["a/8", "a/9", "a/10", "b/8", "b/9", "b/10"])
+        #expect(WebDataset.expandBraces("{08..10}") == ["08", "09", "10"])
+        #expect(WebDataset.expandBraces("plain.tar") == ["plain.tar"])
+        #expect(WebDataset.expandBraces("open{only") == ["open{only"])
     }
 }

@@ -25,7 +25,9 @@ final class HookedObjective: TrainingObjective {
     init(_ inner: any TrainingObjective) { self.inner = inner }
 
     var model: Module { inner.model }
-    var heads: Module? { inner.heads }
+    var trainingHeads: Module? { inner.trainingHeads }
+    var metrics: [MetricDefinition] { inner.metrics }
+    var embedders: [String: (Batch) -> Tensor] { inner.embedders }
 
     func forwardBackward(_ micro: [Batch]) -> [String: Double] {
         defer { calls += 1 }
@@ -71,7 +73,7 @@ struct TrainerBehaviourTests {
     @Test func earlyStoppingStopsAtItsPatienceAndKeepsTheBestStep() throws {
         let runs = temporaryFolder()
         let recipe = try tinyRecipe(runs, name: "early", steps: 40, extra: ["early_stopping.patience=3", "checkpoint.every_steps=null"])
-        var setup = try RecipeRunner.setup(recipe, resolved: nil)
+        var setup = try RunBuilder.contrastive(recipe, resolved: nil)
         let objective = HookedObjective(setup.objective)
         objective.scripted = ("clip_val_loss", [0.9, 0.7, 0.5, 0.55, 0.5, 0.51, 0.1, 0.1])
         setup.objective = objective
@@ -105,7 +107,7 @@ struct TrainerBehaviourTests {
     @Test func isolatedNonFiniteStepsAreSkippedWithoutSideEffects() throws {
         let runs = temporaryFolder()
         let recipe = try tinyRecipe(runs, name: "nan-skip", steps: 8, extra: ["max_non_finite_steps=2"])
-        var setup = try RecipeRunner.setup(recipe, resolved: nil)
+        var setup = try RunBuilder.contrastive(recipe, resolved: nil)
         let objective = HookedObjective(setup.objective)
         objective.nanPixelsAt = [2]
         objective.nanAfterBackwardAt = [6]
@@ -162,7 +164,7 @@ struct TrainerBehaviourTests {
         }
         """
         let recipe = try Recipe.decode(Data(json.utf8), file: "test", defaultName: "minilm-text")
-        let plan = try RecipeRunner.distillation(recipe, resolved: nil)
+        let plan = try RunBuilder.distillation(recipe, resolved: nil)
         let objective = try #require(plan.setup.objective as? TextDistillationObjective)
         guard case .textEncoder(let teacher, _) = plan.teacher.checkpoint.model else { Issue.record("the teacher is not a text encoder"); return }
         #expect(teacher.config.numHiddenLayers == 6 && objective.student.config.numHiddenLayers == 2)
@@ -182,7 +184,7 @@ struct TrainerBehaviourTests {
         let sameEmbeddings = embeddings.allSatisfy { t[$0.key]!.equal($0.value) }
         #expect(embeddings.count >= 5 && sameEmbeddings, "embeddings are the teacher's")
 
-        let metrics = try Trainer(plan.setup, resume: false).run()
+        let metrics = try Trainer(plan.setup, resume: false).run().metrics
         // Initialised from the teacher, the student is close to it from the start.
         #expect(try #require(metrics["teacher_cosine"]) > 0.5, "\(metrics)")
         let records = try MetricsLog.read("\(folder)/runs/minilm-text/metrics.jsonl").filter { $0.kind == .train }
@@ -193,7 +195,7 @@ struct TrainerBehaviourTests {
         #expect(saved.config.numHiddenLayers == 2 && saved.width == 384)
     }
 
-    /// A distillation run with learned projections (heads.safetensors) checkpointed at step 4,
+    /// A distillation run with learned projections (training_heads.safetensors) checkpointed at step 4,
     /// killed at step 5, resumed in a new process and continued to 10 ends bit-identical to an
     /// uninterrupted run: weights, heads and optimizer state.
     @Test func distillationResumesBitIdenticallyWithItsHeads() async throws {
@@ -201,27 +203,27 @@ struct TrainerBehaviourTests {
         let teacher = TinyTeacher.folder, shapes = TinyShapes.folder
         let extra = ["checkpoint.every_steps=4", "eval.every_steps=3"]
         await #expect(processExitsWith: .success) { [runs = runs as String, teacher = teacher as String, shapes = shapes as String, extra = extra as [String]] in
-            let plan = try RecipeRunner.distillation(try studentRecipe(runs, name: "uninterrupted", steps: 10, extra: extra, teacher: teacher, shapes: shapes), resolved: nil)
-            guard plan.setup.objective.heads != nil else { exit(4) }
+            let plan = try RunBuilder.distillation(try studentRecipe(runs, name: "uninterrupted", steps: 10, extra: extra, teacher: teacher, shapes: shapes), resolved: nil)
+            guard plan.setup.objective.trainingHeads != nil else { exit(4) }
             try Trainer(plan.setup, resume: false).run()
         }
         await #expect(processExitsWith: .signal(SIGKILL)) { [runs = runs as String, teacher = teacher as String, shapes = shapes as String, extra = extra as [String]] in
-            var setup = try RecipeRunner.distillation(try studentRecipe(runs, name: "interrupted", steps: 10, extra: extra, teacher: teacher, shapes: shapes), resolved: nil).setup
+            var setup = try RunBuilder.distillation(try studentRecipe(runs, name: "interrupted", steps: 10, extra: extra, teacher: teacher, shapes: shapes), resolved: nil).setup
             setup.onStep = { step in if step == 5 { kill(getpid(), SIGKILL) } }
             try Trainer(setup, resume: false).run()
         }
         let interrupted = "\(runs)/interrupted/last"
         #expect(try Checkpoint.readState(interrupted).globalStep == 4)
-        let headsAtStep4 = try SafeTensors.load("\(interrupted)/\(Checkpoint.headsFile)").mapValues { $0.clone() }
+        let headsAtStep4 = try SafeTensors.load("\(interrupted)/\(Checkpoint.trainingHeadsFile)").mapValues { $0.clone() }
         await #expect(processExitsWith: .success) { [runs = runs as String, teacher = teacher as String, shapes = shapes as String, extra = extra as [String]] in
-            let setup = try RecipeRunner.distillation(try studentRecipe(runs, name: "interrupted", steps: 10, extra: extra, teacher: teacher, shapes: shapes), resolved: nil).setup
+            let setup = try RunBuilder.distillation(try studentRecipe(runs, name: "interrupted", steps: 10, extra: extra, teacher: teacher, shapes: shapes), resolved: nil).setup
             let trainer = try Trainer(setup, resume: true)
             guard trainer.state.globalStep == 4 else { exit(3) }
             try trainer.run()
         }
         let uninterrupted = "\(runs)/uninterrupted/last"
         #expect(try Checkpoint.readState(interrupted).globalStep == 10)
-        for file in ["model.safetensors", Checkpoint.headsFile, Checkpoint.optimizerFile] {
+        for file in ["model.safetensors", Checkpoint.trainingHeadsFile, Checkpoint.optimizerFile] {
             let a = try SafeTensors.load("\(uninterrupted)/\(file)"), b = try SafeTensors.load("\(interrupted)/\(file)")
             #expect(!a.isEmpty && Set(a.keys) == Set(b.keys), "\(file): keys differ")
             for (key, t) in a {
@@ -230,7 +232,7 @@ struct TrainerBehaviourTests {
             }
         }
         // The heads trained after the resume (so restoring them mattered).
-        let finalHeads = try SafeTensors.load("\(interrupted)/\(Checkpoint.headsFile)")
+        let finalHeads = try SafeTensors.load("\(interrupted)/\(Checkpoint.trainingHeadsFile)")
         let headsMoved = !identical(finalHeads, headsAtStep4)
         #expect(headsMoved)
         #expect(try MetricsLog.read("\(runs)/interrupted/metrics.jsonl").filter { $0.kind == .eval }.map(\.step) == [3, 6, 9, 10])

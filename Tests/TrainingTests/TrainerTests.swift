@@ -57,10 +57,10 @@ struct TrainerTests {
     @Test func aShortRunWritesEverything() throws {
         let runs = temporaryFolder()
         let recipe = try tinyRecipe(runs, name: "short", steps: 8)
-        let setup = try RecipeRunner.setup(recipe, resolved: recipe.resolvedJSON())
+        let setup = try RunBuilder.contrastive(recipe, resolved: recipe.resolvedJSON())
         #expect(setup.stepsPerEpoch == 6 && setup.totalSteps == 8)
         let trainer = try Trainer(setup, resume: false)
-        let metrics = try trainer.run()
+        let metrics = try trainer.run().metrics
         #expect(metrics["image_to_text_R@1"] != nil && metrics["zeroshot_top1"] != nil && metrics["clip_val_loss"] != nil)
         let folder = "\(runs)/short"
         for file in ["metrics.jsonl", "curves.svg", "recipe.json", "last/model.safetensors", "last/config.json", "last/optimizer.safetensors",
@@ -86,19 +86,19 @@ struct TrainerTests {
         let runs = temporaryFolder()
         let steps = 12
         await #expect(processExitsWith: .success) { [runs = runs as String, steps = steps as Int] in
-            try Trainer(try RecipeRunner.setup(try tinyRecipe(runs, name: "uninterrupted", steps: steps), resolved: nil), resume: false).run()
+            try Trainer(try RunBuilder.contrastive(try tinyRecipe(runs, name: "uninterrupted", steps: steps), resolved: nil), resume: false).run()
         }
         var random = TestRandom("kill step", defaultSeed: 12)
         let killStep = Int.random(in: 3...(steps - 1), using: &random)   // after at least one checkpoint (every 2 steps)
         await #expect(processExitsWith: .signal(SIGKILL)) { [runs = runs as String, killStep = killStep as Int, steps = steps as Int] in
-            var setup = try RecipeRunner.setup(try tinyRecipe(runs, name: "interrupted", steps: steps), resolved: nil)
+            var setup = try RunBuilder.contrastive(try tinyRecipe(runs, name: "interrupted", steps: steps), resolved: nil)
             setup.onStep = { step in if step == killStep { kill(getpid(), SIGKILL) } }   // no chance to save
             try Trainer(setup, resume: false).run()
         }
         let killedAt = (try? Checkpoint.readState("\(runs)/interrupted/last").globalStep) ?? 0
         #expect(killedAt <= killStep && killedAt >= 2)
         await #expect(processExitsWith: .success) { [runs = runs as String, steps = steps as Int, killedAt = killedAt as Int] in
-            let trainer = try Trainer(try RecipeRunner.setup(try tinyRecipe(runs, name: "interrupted", steps: steps), resolved: nil), resume: true)
+            let trainer = try Trainer(try RunBuilder.contrastive(try tinyRecipe(runs, name: "interrupted", steps: steps), resolved: nil), resume: true)
             guard trainer.state.globalStep == killedAt else { exit(3) }
             try trainer.run()
         }
@@ -114,7 +114,7 @@ struct TrainerTests {
         for (name, extra) in [("accumulate", ["optimizer.accumulation_steps=2", "data.batch_size=8"]),
                               ("siglip", ["loss.type=\"siglip\""]), ("bf16", ["precision=\"bf16\""])] {
             let recipe = try tinyRecipe(runs, name: name, steps: 4, extra: extra)
-            let metrics = try Trainer(try RecipeRunner.setup(recipe, resolved: nil), resume: false).run()
+            let metrics = try Trainer(try RunBuilder.contrastive(recipe, resolved: nil), resume: false).run().metrics
             #expect(metrics["clip_val_loss"]?.isFinite == true, "\(name)")
         }
     }
@@ -122,7 +122,7 @@ struct TrainerTests {
     @Test func nonFiniteLossesAreSkippedThenStopTheRun() throws {
         let runs = temporaryFolder()
         let recipe = try tinyRecipe(runs, name: "nan", steps: 6, extra: ["max_non_finite_steps=2"])
-        let setup = try RecipeRunner.setup(recipe, resolved: nil)
+        let setup = try RunBuilder.contrastive(recipe, resolved: nil)
         // Poison the weights: every forward pass now gives NaN.
         withNoGrad { (setup.model as! DualEncoder).visualProjection.weight.fill_(Double.nan) }
         let error = #expect(throws: TrainingError.self) { try Trainer(setup, resume: false).run() }
@@ -134,7 +134,7 @@ struct TrainerTests {
     @Test func lockingFreezesAllButTheLastLayers() throws {
         let runs = temporaryFolder()
         let recipe = try tinyRecipe(runs, name: "lock", steps: 2, extra: ["model.lock_vision.unlocked_layers=1", "model.lock_text.unlocked_layers=0"])
-        let setup = try RecipeRunner.setup(recipe, resolved: nil)
+        let setup = try RunBuilder.contrastive(recipe, resolved: nil)
         let trainable = setup.model.trainableParameters().map(\.name)
         #expect(!trainable.contains { $0.hasPrefix("vision_model.encoder.layers.0.") })
         #expect(trainable.contains { $0.hasPrefix("vision_model.encoder.layers.1.") })
@@ -160,15 +160,15 @@ struct RecipeFileTests {
         try Pretrained.save(clip, to: clipFolder)
         try CLIPTokenizer.writeHuggingFaceFiles(fromOpenCLIPMerges: URL(fileURLWithPath: "\(repositoryRoot)/.deps/assets/bpe_simple_vocab_16e6.txt.gz"),
                                                 to: URL(fileURLWithPath: clipFolder))
-        let (recipe, resolved) = try RecipeRunner.load("\(repositoryRoot)/Recipes/clip-vit-b32-finetune.json", overrides: [
+        let (recipe, resolved) = try RunBuilder.load("\(repositoryRoot)/Recipes/clip-vit-b32-finetune.json", overrides: [
             "model.checkpoint=\"\(clipFolder)\"", "data.train.shards=\"\(TinyShapes.folder)/train-{0000..0001}.tar.zst\"",
             "data.val.shards=\"\(TinyShapes.folder)/val-0000.tar.zst\"", "data.batch_size=16", "epochs=null", "max_steps=3",
             "schedule.warmup_steps=1", "eval.every_steps=3", "eval.zeroshot.classes=\"\(repositoryRoot)/Data/shapes/classes.json\"",
             "checkpoint.directory=\"\(folder)/runs\"",
         ])
-        let setup = try RecipeRunner.setup(recipe, resolved: resolved)
+        let setup = try RunBuilder.contrastive(recipe, resolved: resolved)
         #expect(!setup.model.trainableParameters().contains { $0.name.hasPrefix("vision_model.") })   // LiT: the image tower is locked
-        let metrics = try Trainer(setup, resume: false).run()
+        let metrics = try Trainer(setup, resume: false).run().metrics
         #expect(metrics["image_to_text_R@1"] != nil)
         let saved = "\(folder)/runs/clip-vit-b32-finetune/last"
         #expect(FileManager.default.fileExists(atPath: "\(saved)/vocab.json") && FileManager.default.fileExists(atPath: "\(saved)/merges.txt"))
@@ -177,7 +177,7 @@ struct RecipeFileTests {
     }
 
     @Test func theDefaultRecipeIsValid() throws {
-        let (recipe, _) = try RecipeRunner.load("\(repositoryRoot)/Recipes/clip-finetune.json")
+        let (recipe, _) = try RunBuilder.load("\(repositoryRoot)/Recipes/clip-finetune.json")
         #expect(recipe.name == "clip-finetune")
         #expect(recipe.model.text.checkpoint == ".deps/assets/all-MiniLM-L6-v2")
     }
@@ -186,7 +186,7 @@ struct RecipeFileTests {
         let folder = temporaryFolder()
         try #"{"model": {"vision": {"patch_size": 7}}, "optimizer": {"lrr": 1}, "data": {"train": {"shards": "nope-*.tar"}, "batch_size": 0}}"#
             .write(toFile: "\(folder)/bad.json", atomically: true, encoding: .utf8)
-        let error = #expect(throws: RecipeErrors.self) { try RecipeRunner.load("\(folder)/bad.json") }
+        let error = #expect(throws: RecipeErrors.self) { try RunBuilder.load("\(folder)/bad.json") }
         let text = "\(error!)"
         #expect(text.contains("optimizer.lrr") && text.contains("did you mean 'lr'"))
         #expect(text.contains("data.batch_size"))

@@ -9,31 +9,41 @@ public enum WebDataset {
     public static let imageExtensions: Set<String> = ["jpg", "jpeg", "png"]
 
     /// Expands shard patterns: braces (`train-{0000..0009}.tar.zst`, `{a,b}`), then globs
-    /// (`*`, `?`). Relative patterns resolve against `folder`. Throws when nothing matches.
+    /// (`*`, `?`). Relative patterns resolve against `folder`. Throws when a named shard is
+    /// missing or nothing matches.
     public static func shards(_ pattern: String, relativeTo folder: String? = nil) throws -> [String] {
-        let absolute = pattern.hasPrefix("/") || folder == nil ? pattern : "\(folder!)/\(pattern)"
-        var result: [String] = []
-        for candidate in expandBraces(absolute) {
-            if candidate.contains("*") || candidate.contains("?") || candidate.contains("[") {
-                var matches = glob_t()
-                defer { globfree(&matches) }
-                if glob(candidate, 0, nil, &matches) == 0 {
-                    for i in 0..<Int(matches.gl_pathc) {
-                        if let p = matches.gl_pathv[i] { result.append(String(cString: p)) }
-                    }
-                }
-            } else if FileManager.default.fileExists(atPath: candidate) {
-                result.append(candidate)
-            } else {
-                throw DataFileError(file: candidate, reason: "shard does not exist (from pattern \(pattern))")
-            }
+        let match = self.match(pattern, relativeTo: folder)
+        if let missing = match.missing.first {
+            throw DataFileError(file: missing, reason: "shard does not exist (from pattern \(pattern))")
         }
-        guard !result.isEmpty else { throw DataFileError(file: pattern, reason: "matches no shard files") }
-        return result.sorted()
+        guard !match.files.isEmpty else { throw DataFileError(file: pattern, reason: "matches no shard files") }
+        return match.files
     }
 
-    /// `a{1..3}b` → a1b a2b a3b (zero padding kept: `{08..10}` → 08 09 10); `{x,y}` → x y.
-    static func expandBraces(_ s: String) -> [String] {
+    /// What a shard pattern names: the files that exist (sorted) and the ones a brace expansion
+    /// names without wildcards that do not. The one implementation of patterns, for the loader
+    /// and for recipe checks.
+    public static func match(_ pattern: String, relativeTo folder: String? = nil,
+                             fileExists: (String) -> Bool = { FileManager.default.fileExists(atPath: $0) },
+                             glob: (String) -> [String] = globFiles) -> (files: [String], missing: [String]) {
+        let absolute = pattern.hasPrefix("/") || folder == nil ? pattern : "\(folder!)/\(pattern)"
+        var files: [String] = [], missing: [String] = []
+        for candidate in expandBraces(absolute) {
+            if candidate.contains(where: { "*?[".contains($0) }) {
+                files += glob(candidate)
+            } else if fileExists(candidate) {
+                files.append(candidate)
+            } else {
+                missing.append(candidate)
+            }
+        }
+        return (files.sorted(), missing)
+    }
+
+    /// Shell-style brace expansion: `a{1..3}b` → a1b a2b a3b (zero padding follows the first
+    /// bound: `{08..10}` → 08 09 10), `{x,y}` → x y; several groups multiply out, nested braces
+    /// are not supported.
+    public static func expandBraces(_ s: String) -> [String] {
         guard let open = s.firstIndex(of: "{"), let close = s[open...].firstIndex(of: "}") else { return [s] }
         let head = String(s[..<open]), body = String(s[s.index(after: open)..<close]), tail = String(s[s.index(after: close)...])
         var options: [String]
@@ -45,6 +55,14 @@ public enum WebDataset {
             options = body.components(separatedBy: ",")
         }
         return options.flatMap { expandBraces(head + $0 + tail) }
+    }
+
+    /// Files matching a wildcard pattern (`*`, `?`, `[…]`), via the C library's glob().
+    public static func globFiles(_ pattern: String) -> [String] {
+        var matches = glob_t()
+        defer { globfree(&matches) }
+        guard glob(pattern, 0, nil, &matches) == 0 else { return [] }
+        return (0..<Int(matches.gl_pathc)).compactMap { i in matches.gl_pathv[i].map { String(cString: $0) } }
     }
 
     /// Splits a member name into (key, extension) as webdataset does: the key runs to the first

@@ -100,29 +100,6 @@ public struct ImageAugmentation: Codable, Sendable, Equatable {
         self.rotation = rotation
         self.colorJitter = colorJitter
     }
-
-    public var problems: [String] {
-        var result: [String] = []
-        func probability(_ name: String, _ p: Double) { if !(0...1).contains(p) { result.append("\(name) probability must be in [0, 1], got \(p)") } }
-        if let c = randomResizedCrop {
-            if c.scale.count != 2 || c.scale[0] <= 0 || c.scale[0] > c.scale[1] || c.scale[1] > 1 { result.append("random_resized_crop.scale must be [low, high] with 0 < low ≤ high ≤ 1, got \(c.scale)") }
-            if c.ratio.count != 2 || c.ratio[0] <= 0 || c.ratio[0] > c.ratio[1] { result.append("random_resized_crop.ratio must be [low, high] with 0 < low ≤ high, got \(c.ratio)") }
-        }
-        probability("horizontal_flip", horizontalFlip)
-        if let r = rotation {
-            probability("rotation", r.probability)
-            if r.degrees < 0 || r.degrees > 180 { result.append("rotation.degrees must be in [0, 180], got \(r.degrees)") }
-            if r.fill.count != 3 { result.append("rotation.fill needs 3 values (RGB)") }
-        }
-        if let j = colorJitter {
-            probability("color_jitter", j.probability)
-            for (n, v) in [("brightness", j.brightness), ("contrast", j.contrast), ("saturation", j.saturation)] where v < 0 {
-                result.append("color_jitter.\(n) must be ≥ 0, got \(v)")
-            }
-            if !(0...0.5).contains(j.hue) { result.append("color_jitter.hue must be in [0, 0.5], got \(j.hue)") }
-        }
-        return result
-    }
 }
 
 /// Decode → (augment) → resize/crop → normalise, for one sample, into CHW floats.

@@ -3,7 +3,7 @@ import Torch
 
 /// What to do with a sample that cannot be used (missing file, corrupt JPEG, empty caption,
 /// truncated shard): `skip` warns, counts it and goes on; `fail` stops with the message.
-public enum BadSamplePolicy: String, Codable, Sendable { case skip, fail }
+public enum BadSamplePolicy: String, Codable, Sendable, CaseIterable { case skip, fail }
 
 /// Turns captions into token ids and an attention mask (the model's tokenizer).
 public protocol CaptionTokenizer: Sendable {

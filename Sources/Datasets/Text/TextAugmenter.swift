@@ -1,5 +1,5 @@
 /// Rates of the four EDA caption operations (Wei & Zou 2019); all zero leaves captions untouched.
-public struct TextAugmentationConfig: Codable, Sendable, Equatable {
+public struct TextAugmentationConfig: Sendable, Equatable {
     /// Fraction of words replaced by a WordNet synonym (EDA's α_sr).
     public var synonymReplacement: Double
     /// Fraction of words for which a synonym is inserted at a random position (α_ri).
@@ -18,29 +18,9 @@ public struct TextAugmentationConfig: Codable, Sendable, Equatable {
         self.randomDeletion = randomDeletion
     }
 
-    private enum CodingKeys: String, CodingKey { case synonymReplacement, randomInsertion, randomSwap, randomDeletion }
-
-    /// Decodes a configuration in which missing rates are 0, so a config file names only what it uses.
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(
-            synonymReplacement: try container.decodeIfPresent(Double.self, forKey: .synonymReplacement) ?? 0,
-            randomInsertion: try container.decodeIfPresent(Double.self, forKey: .randomInsertion) ?? 0,
-            randomSwap: try container.decodeIfPresent(Double.self, forKey: .randomSwap) ?? 0,
-            randomDeletion: try container.decodeIfPresent(Double.self, forKey: .randomDeletion) ?? 0)
-    }
-
     /// Whether every rate is zero.
     public var isIdentity: Bool {
         synonymReplacement == 0 && randomInsertion == 0 && randomSwap == 0 && randomDeletion == 0
-    }
-
-    /// One message per invalid rate, empty when the configuration is usable.
-    public var problems: [String] {
-        let rates = [("synonymReplacement", synonymReplacement), ("randomInsertion", randomInsertion),
-                     ("randomSwap", randomSwap), ("randomDeletion", randomDeletion)]
-        // `contains` is false for NaN, so NaN is reported too.
-        return rates.filter { !(0.0 ... 1.0).contains($0.1) }.map { "\($0.0) must be in [0, 1], got \($0.1)" }
     }
 }
 
@@ -53,9 +33,10 @@ public struct TextAugmenter: Sendable {
     public let wordNet: WordNet
     public let config: TextAugmentationConfig
 
-    /// An augmenter; `config` must have no `problems`.
+    /// An augmenter; every rate of `config` is in [0, 1] (the recipe decoder checks this).
     public init(wordNet: WordNet, config: TextAugmentationConfig) {
-        precondition(config.problems.isEmpty, "invalid text augmentation: \(config.problems.joined(separator: "; "))")
+        precondition([config.synonymReplacement, config.randomInsertion, config.randomSwap, config.randomDeletion].allSatisfy { (0...1).contains($0) },
+                     "text augmentation rates must be in [0, 1]: \(config)")
         self.wordNet = wordNet
         self.config = config
     }

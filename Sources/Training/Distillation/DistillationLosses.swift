@@ -24,7 +24,9 @@ public func featureDistillationLoss(student: Tensor, teacher: Tensor, kind: Feat
     }
 }
 
-public enum FeatureDistance: String, Sendable { case cosine, mse }
+/// How two embeddings are compared in feature distillation: 1 − cosine similarity, or the mean
+/// squared error of the (projected) features.
+public enum FeatureDistance: String, Sendable, CaseIterable { case cosine, mse }
 
 /// Learned linear maps from the student's embedding size to the teacher's, one per tower, for
 /// feature distillation when the sizes differ. Trained with the student, saved with its

@@ -10,19 +10,23 @@ public struct DistillationWeights: Sendable {
     public var feature = 0.0
     public var featureDistance: FeatureDistance = .cosine
     public var temperature = 1.0
+    /// The student's own contrastive loss.
+    public var contrastive = 1.0
 
-    public init(logit: Double = 1, feature: Double = 0, featureDistance: FeatureDistance = .cosine, temperature: Double = 1) {
+    public init(logit: Double = 1, feature: Double = 0, featureDistance: FeatureDistance = .cosine, temperature: Double = 1,
+                contrastive: Double = 1) {
         self.logit = logit
         self.feature = feature
         self.featureDistance = featureDistance
         self.temperature = temperature
+        self.contrastive = contrastive
     }
 }
 
-/// Distils a dual-encoder teacher into a dual-encoder student: the student's own contrastive
-/// objective (its loss weighted by the recipe) plus, per micro-batch, logit distillation on the
-/// batch's image-text similarities and feature distillation on the embeddings. Everything else
-/// (evaluation, checkpoints) is the student's contrastive objective.
+/// Distils a dual-encoder teacher into a dual-encoder student (open_clip's `distill_task.py`,
+/// generalised): per micro-batch, the student's own contrastive loss, KL between the teacher's
+/// and the student's image-text similarities, and the distance between their embeddings.
+/// Evaluation, checkpoints and embeddings are the student's contrastive objective's.
 public final class DistillationObjective: TrainingObjective {
     public let student: ContrastiveObjective
     public let teacher: Teacher
@@ -31,7 +35,8 @@ public final class DistillationObjective: TrainingObjective {
     public let cache: TeacherCache?
 
     public var model: Module { student.model }
-    public var heads: Module? { projections.isEmpty ? nil : projections }
+    public var trainingHeads: Module? { projections.isEmpty ? nil : projections }
+    public var metrics: [MetricDefinition] { student.metrics }
 
     public init(student: ContrastiveObjective, teacher: Teacher, weights: DistillationWeights, projections: FeatureProjections, cache: TeacherCache?) {
         self.student = student
@@ -39,16 +44,43 @@ public final class DistillationObjective: TrainingObjective {
         self.weights = weights
         self.projections = projections
         self.cache = cache
-        student.extraLossTerms = { [unowned self] batch, image, text in self.distillationTerms(batch, image, text) }
+    }
+
+    public func forwardBackward(_ micro: [Batch]) -> [String: Double] {
+        // The distillation terms are means over one micro-batch (see `backward`).
+        student.accumulate(micro, perMicroBatch: ["logit_distill_loss", "feature_distill_loss"]) { i, features in
+            lossTerms(micro[i], features, trainsLossParameters: i == 0)
+        }
+    }
+
+    /// The weighted loss terms of one micro-batch: the student's contrastive loss over the step's
+    /// features, then the teacher's embeddings (computed or cached) against the student's.
+    func lossTerms(_ batch: Batch, _ features: StepFeatures, trainsLossParameters: Bool) -> [String: Tensor] {
+        var terms: [String: Tensor] = [:]
+        if weights.contrastive > 0 {
+            let (name, loss) = student.contrastiveTerm(features, trainsLossParameters: trainsLossParameters)
+            terms[name] = weights.contrastive == 1 ? loss : loss * weights.contrastive
+        }
+        let target = teacherEmbeddings(batch)
+        if weights.logit > 0 {
+            let studentLogits = contrastiveLogits(features.image, features.text, logitScale: student.encoder.logitScale)
+            let teacherLogits = target.image.matmul(target.text.mT) * teacher.logitScale
+            terms["logit_distill_loss"] = logitDistillationLoss(student: studentLogits, teacher: teacherLogits, temperature: weights.temperature) * weights.logit
+        }
+        if weights.feature > 0 {
+            let image = projections.projectImage(F.normalize(features.image.to(.float32), dim: -1))
+            let text = projections.projectText(F.normalize(features.text.to(.float32), dim: -1))
+            let loss = featureDistillationLoss(student: image, teacher: target.image, kind: weights.featureDistance)
+                + featureDistillationLoss(student: text, teacher: target.text, kind: weights.featureDistance)
+            terms["feature_distill_loss"] = loss * (0.5 * weights.feature)
+        }
+        return terms
     }
 
     /// The teacher's normalised embeddings of a batch: its own view of the images (when its
     /// preprocessing differs) and its own tokenizer; cached rows when caching is on.
     func teacherEmbeddings(_ batch: Batch) -> (image: Tensor, text: Tensor) {
         let pixels = batch.secondViewPixels ?? batch.pixels
-        if let size = teacher.preprocessing?.size {
-            precondition(pixels.size(-1) == size, "the teacher needs \(size) px images; this loader has no teacher view (DataLoader.secondView)")
-        }
         guard let cache else { return (teacher.imageEmbeddings(pixels), teacher.textEmbeddings(batch.captions)) }
         let image = cache.cachesImages
             ? cache.images(batch.origins) { rows in
@@ -59,34 +91,16 @@ public final class DistillationObjective: TrainingObjective {
         return (image, text)
     }
 
-    func distillationTerms(_ batch: Batch, _ imageFeatures: Tensor, _ textFeatures: Tensor) -> [String: Tensor] {
-        let target = teacherEmbeddings(batch)
-        var terms: [String: Tensor] = [:]
-        if weights.logit > 0 {
-            let studentLogits = contrastiveLogits(imageFeatures, textFeatures, logitScale: student.encoder.logitScale)
-            let teacherLogits = target.image.matmul(target.text.mT) * teacher.logitScale
-            terms["logit_distill_loss"] = logitDistillationLoss(student: studentLogits, teacher: teacherLogits, temperature: weights.temperature) * weights.logit
-        }
-        if weights.feature > 0 {
-            let image = projections.projectImage(F.normalize(imageFeatures.to(.float32), dim: -1))
-            let text = projections.projectText(F.normalize(textFeatures.to(.float32), dim: -1))
-            let loss = featureDistillationLoss(student: image, teacher: target.image, kind: weights.featureDistance)
-                + featureDistillationLoss(student: text, teacher: target.text, kind: weights.featureDistance)
-            terms["feature_distill_loss"] = loss * (0.5 * weights.feature)
-        }
-        return terms
-    }
-
-    public func forwardBackward(_ micro: [Batch]) -> [String: Double] { student.forwardBackward(micro) }
     public func afterOptimizerStep() { student.afterOptimizerStep() }
 
     public func logValues() -> [String: Double] {
         var values = student.logValues()
-        if let cache, cache.hits + cache.misses > 0 { values["teacher_cache_hit_rate"] = Double(cache.hits) / Double(cache.hits + cache.misses) }
+        if let rate = cache?.hitRate { values["teacher_cache_hit_rate"] = rate }
         return values
     }
 
     public func evaluate(_ loader: DataLoader) throws -> [String: Double] { try student.evaluate(loader) }
     public func checkpointFiles() throws -> [String: Data] { try student.checkpointFiles() }
     public func saveRunState(in runFolder: String) throws { try cache?.save(to: "\(runFolder)/\(TeacherCache.file)") }
+    public var embedders: [String: (Batch) -> Tensor] { student.embedders }
 }

@@ -15,21 +15,23 @@ public final class TextDistillationObjective: TrainingObjective {
     public let teacher: Teacher
     public let projections: FeatureProjections
     public let weights: DistillationWeights
-    public let contrastiveWeight: Double
     public let cache: TeacherCache?
     private var files: [String: Data]?
 
     public var model: Module { student }
-    public var heads: Module? { projections.isEmpty ? nil : projections }
+    public var trainingHeads: Module? { projections.isEmpty ? nil : projections }
+    public var metrics: [MetricDefinition] {
+        [MetricDefinition("teacher_cosine", .max, summary: true), MetricDefinition("teacher_cosine_min", .max),
+         MetricDefinition("teacher_match_R@1", .max, summary: true)]
+    }
 
     public init(student: BertModel, tokenizer: TensorTokenizer, tokenizerFolder: String?, teacher: Teacher, weights: DistillationWeights,
-                contrastiveWeight: Double, projections: FeatureProjections, cache: TeacherCache?) {
+                projections: FeatureProjections, cache: TeacherCache?) {
         self.student = student
         self.tokenizer = tokenizer
         self.tokenizerFolder = tokenizerFolder
         self.teacher = teacher
         self.weights = weights
-        self.contrastiveWeight = contrastiveWeight
         self.projections = projections
         self.cache = cache
     }
@@ -60,9 +62,9 @@ public final class TextDistillationObjective: TrainingObjective {
                                                                     teacher: target.matmul(target.mT) * scale,
                                                                     temperature: weights.temperature) * weights.logit
             }
-            if contrastiveWeight > 0 {
+            if weights.contrastive > 0 {
                 let logits = embeddings.matmul(target.mT) * teacher.logitScale
-                terms["contrastive_loss"] = F.crossEntropy(logits, Tensor.arange(0, logits.size(0))) * contrastiveWeight
+                terms["contrastive_loss"] = F.crossEntropy(logits, Tensor.arange(0, logits.size(0))) * weights.contrastive
             }
             guard backward(terms, into: &totals, microBatches: micro.count, perMicroBatch: Set(terms.keys)) else { return totals }
         }
@@ -102,4 +104,13 @@ public final class TextDistillationObjective: TrainingObjective {
     }
 
     public func saveRunState(in runFolder: String) throws { try cache?.save(to: "\(runFolder)/\(TeacherCache.file)") }
+
+    public func logValues() -> [String: Double] { cache?.hitRate.map { ["teacher_cache_hit_rate": $0] } ?? [:] }
+
+    public var embedders: [String: (Batch) -> Tensor] {
+        ["texts": { [student, tokenizer] batch in
+            let (ids, mask) = tokenizer.encode(batch.captions)
+            return student.pooled(ids: ids, attentionMask: mask)
+        }]
+    }
 }

@@ -2,6 +2,7 @@ import Datasets
 import Foundation
 import Models
 import NN
+import Optim
 import Torch
 
 /// CLIP-style training of a dual encoder: the contrastive (or SigLIP) loss over the batch,
@@ -9,13 +10,10 @@ import Torch
 /// negatives), optional bf16 autocast, and the learned temperature clamped after each step.
 public final class ContrastiveObjective: TrainingObjective {
     public enum Loss { case clip, siglip(SigLIPLoss) }
-    public enum Precision: String, Sendable { case fp32, bf16 }
 
     public let encoder: DualEncoder
     public let tokenizer: CaptionTokenizer
     public var loss: Loss = .clip
-    /// Weight of the contrastive term in the total (distillation lowers it).
-    public var contrastiveWeight = 1.0
     public var logitScaleMax = Foundation.log(100.0)
     public var precision: Precision = .fp32
     public var zeroShot: ZeroShotClasses?
@@ -26,14 +24,10 @@ public final class ContrastiveObjective: TrainingObjective {
     public var tokenizerFolder: String?
     /// The model's config.json (Hugging Face layout) written into checkpoints.
     public var configJSON: [String: Any]
-    /// Extra weighted loss terms (distillation): given a micro-batch and the student's projected
-    /// features for it (with grad), named terms added to the total.
-    public var extraLossTerms: ((Batch, _ imageFeatures: Tensor, _ textFeatures: Tensor) -> [String: Tensor])?
-    public var extraHeads: Module?
     private var tokenizerFileCache: [String: Data]?
 
     public var model: Module { encoder }
-    public var heads: Module? { extraHeads }
+    public var metrics: [MetricDefinition] { Evaluation.metrics(retrieval: retrieval, zeroShot: zeroShot != nil) }
 
     public init(encoder: DualEncoder, tokenizer: CaptionTokenizer, preprocessing: ImagePreprocessing, tokenizerFolder: String?) {
         self.encoder = encoder
@@ -44,44 +38,52 @@ public final class ContrastiveObjective: TrainingObjective {
     }
 
     public func forwardBackward(_ micro: [Batch]) -> [String: Double] {
+        accumulate(micro) { i, features in
+            let (name, loss) = contrastiveTerm(features, trainsLossParameters: i == 0)
+            return [name: loss]
+        }
+    }
+
+    /// The contrastive (or SigLIP) loss over the step's features, with its log name.
+    ///
+    /// Each micro-batch's pass differentiates the whole step's loss through its own features, so
+    /// the passes add up to the full batch's gradient — except for the loss's own parameters
+    /// (logit_scale, SigLIP's bias), which would get the full gradient once per pass: only the
+    /// pass with `trainsLossParameters` lets it through. (open_clip's --accum-freq adds it
+    /// accum_freq times.)
+    func contrastiveTerm(_ features: StepFeatures, trainsLossParameters: Bool) -> (String, Tensor) {
+        let scale = trainsLossParameters ? encoder.logitScale : encoder.logitScale.detach()
+        switch loss {
+        case .clip:
+            return ("contrastive_loss", clipLoss(imageFeatures: features.allImages, textFeatures: features.allTexts, logitScale: scale))
+        case .siglip(let siglip):
+            return ("siglip_loss", siglip(imageFeatures: features.allImages, textFeatures: features.allTexts, logitScale: scale,
+                                          trainBias: trainsLossParameters))
+        }
+    }
+
+    /// open_clip's accumulation: features of every micro-batch first (no grad), then each
+    /// micro-batch again with grad, its features spliced among the cached ones; `terms` names
+    /// the loss terms of micro-batch `i`, which are back-propagated at once. Returns the terms
+    /// averaged over the micro-batches (see `backward`), or stops at a non-finite total.
+    func accumulate(_ micro: [Batch], perMicroBatch: Set<String> = [],
+                    terms: (Int, StepFeatures) -> [String: Tensor]) -> [String: Double] {
         let tokens = micro.map { tokenizer.encode($0.captions) }
         func features(_ i: Int) -> (Tensor, Tensor) {
             let forward = { (self.encoder.imageFeatures(micro[i].pixels), self.encoder.textFeatures(ids: tokens[i].ids, attentionMask: tokens[i].attentionMask)) }
             return precision == .bf16 ? withAutocast(.bfloat16, forward) : forward()
         }
-        // open_clip's accumulation: features of every micro-batch first (no grad), then each
-        // micro-batch again with grad, its features spliced among the cached ones.
         var cached: [(Tensor, Tensor)] = []
         if micro.count > 1 { cached = withNoGrad { (0..<micro.count).map(features) } }
         var totals: [String: Double] = [:]
         for i in 0..<micro.count {
             let (image, text) = features(i)
-            var allImages = image, allTexts = text
+            var step = StepFeatures(image: image, text: text, allImages: image, allTexts: text)
             if micro.count > 1 {
-                allImages = Tensor.cat(cached.enumerated().map { $0.offset == i ? image : $0.element.0 })
-                allTexts = Tensor.cat(cached.enumerated().map { $0.offset == i ? text : $0.element.1 })
+                step.allImages = Tensor.cat(cached.enumerated().map { $0.offset == i ? image : $0.element.0 })
+                step.allTexts = Tensor.cat(cached.enumerated().map { $0.offset == i ? text : $0.element.1 })
             }
-            var terms: [String: Tensor] = [:]
-            if contrastiveWeight > 0 {
-                // Each micro-batch's pass differentiates the whole batch's loss through its own
-                // features, so the passes add up to the full batch's gradient — except for the
-                // loss's own parameters (logit_scale, SigLIP's bias), which would get the full
-                // gradient once per pass: only the first pass lets it through. (open_clip's
-                // --accum-freq adds it accum_freq times.)
-                let lossParameters = i == 0
-                let scale = lossParameters ? encoder.logitScale : encoder.logitScale.detach()
-                switch loss {
-                case .clip: terms["contrastive_loss"] = clipLoss(imageFeatures: allImages, textFeatures: allTexts, logitScale: scale)
-                case .siglip(let s):
-                    terms["siglip_loss"] = s(imageFeatures: allImages, textFeatures: allTexts, logitScale: scale, trainBias: lossParameters)
-                }
-                if contrastiveWeight != 1 { for (name, t) in terms { terms[name] = t * contrastiveWeight } }
-            }
-            var extraNames: Set<String> = []
-            if let extraLossTerms {
-                for (name, t) in extraLossTerms(micro[i], image, text) { terms[name] = t; extraNames.insert(name) }
-            }
-            guard backward(terms, into: &totals, microBatches: micro.count, perMicroBatch: extraNames) else { return totals }
+            guard backward(terms(i, step), into: &totals, microBatches: micro.count, perMicroBatch: perMicroBatch) else { return totals }
         }
         return totals
     }
@@ -104,4 +106,21 @@ public final class ContrastiveObjective: TrainingObjective {
         files.merge(tokenizerFileCache!) { a, _ in a }
         return files
     }
+
+    public var embedders: [String: (Batch) -> Tensor] {
+        ["images": { [encoder] batch in encoder.imageFeatures(batch.pixels) },
+         "texts": { [encoder, tokenizer] batch in
+             let (ids, mask) = tokenizer.encode(batch.captions)
+             return encoder.textFeatures(ids: ids, attentionMask: mask)
+         }]
+    }
+}
+
+/// The projected features of one micro-batch (with grad) and of the whole step: this
+/// micro-batch's rows spliced among the cached, gradient-free rows of the others.
+struct StepFeatures {
+    var image: Tensor
+    var text: Tensor
+    var allImages: Tensor
+    var allTexts: Tensor
 }

@@ -1,6 +1,7 @@
 import Datasets
 import Foundation
 import NN
+import Optim
 import Torch
 
 /// What a run optimises, separated from the loop that runs it (open_clip's split of loss and
@@ -11,8 +12,11 @@ public protocol TrainingObjective: AnyObject {
     /// The model that trains and is saved as the checkpoint (what `export` reads).
     var model: Module { get }
     /// Modules trained beside the model but not part of it (distillation projections): in the
-    /// optimizer and in checkpoints (`heads.safetensors`, for exact resume), never exported.
-    var heads: Module? { get }
+    /// optimizer and in checkpoints (`training_heads.safetensors`, for exact resume), never exported.
+    var trainingHeads: Module? { get }
+    /// The metrics `evaluate` reports and the direction each improves in. The first is the main
+    /// one (what `best/` keeps by default).
+    var metrics: [MetricDefinition] { get }
     /// Forward and backward over the micro-batches of one optimizer step (gradients accumulate).
     /// Returns the loss terms averaged over the micro-batches, with their weighted sum as "loss";
     /// a non-finite "loss" returns at once, before its backward pass.
@@ -27,13 +31,51 @@ public protocol TrainingObjective: AnyObject {
     func checkpointFiles() throws -> [String: Data]
     /// Called when the trainer saves a checkpoint: state that lives beside the run (teacher caches).
     func saveRunState(in runFolder: String) throws
+    /// The model's embedding functions by what they embed ("images", "texts"), for throughput
+    /// reports: a batch in, its embeddings out.
+    var embedders: [String: (Batch) -> Tensor] { get }
 }
 
 extension TrainingObjective {
-    public var heads: Module? { nil }
+    public var trainingHeads: Module? { nil }
     public func afterOptimizerStep() {}
     public func logValues() -> [String: Double] { [:] }
     public func saveRunState(in runFolder: String) throws {}
+
+    /// The objective's main metric (the first it declares).
+    public var mainMetric: MetricDefinition? { metrics.first }
+
+    /// The definition of `name`, or an error that lists the metrics there are (with the
+    /// nearest one suggested). `key` is the recipe key that named it.
+    func metric(named name: String, key: String) throws(RecipeError) -> MetricDefinition {
+        if let found = metrics.first(where: { $0.name == name }) { return found }
+        let names = metrics.map(\.name)
+        var message = "'\(name)' is not a metric this run reports"
+        if let suggestion = Recipe.nearestName(name, among: names) { message += "; did you mean '\(suggestion)'?" }
+        message += names.isEmpty ? " (it has no validation metrics)" : " (it reports \(names.joined(separator: ", ")))"
+        throw RecipeError(path: key, message: message)
+    }
+}
+
+/// A metric an objective reports: its name (open_clip's names), the direction it improves in,
+/// and whether it belongs in one-line summaries (progress messages, the end of a run).
+public struct MetricDefinition: Sendable, Equatable {
+    public let name: String
+    public let mode: MetricMode
+    public let summary: Bool
+
+    public init(_ name: String, _ mode: MetricMode, summary: Bool = false) {
+        self.name = name
+        self.mode = mode
+        self.summary = summary
+    }
+}
+
+/// Numeric precision of the forward and backward passes.
+public enum Precision: String, Sendable, CaseIterable {
+    case fp32
+    /// bf16 autocast: matmuls in bf16, losses in fp32.
+    case bf16
 }
 
 /// One micro-batch's share of a step: sums the named terms (in a fixed order), adds each term

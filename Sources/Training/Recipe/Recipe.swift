@@ -1,11 +1,17 @@
+import Datasets
 import Foundation
+import Models
+import NN
+import Optim
 
 /// One training run, as described by a recipe file (`Recipes/*.json`, snake_case keys).
 ///
 /// Every property starts at its documented default, so a recipe file names only what it changes.
-/// `Recipe.decode(_:file:defaultName:)` reads and validates a file, `resolvedJSON()` writes the
-/// recipe back with every default filled in. These types are plain values with no dependency on the
-/// rest of the project; the trainer maps them onto models, optimizers and data pipelines.
+/// Settings are held in the types that use them (`CLIPVisionConfig`, `Activation`, `TextPooling`,
+/// `ImageAugmentation`, `TextAugmentationConfig`, `LRSchedule.Kind`, `MetricMode`,
+/// `BadSamplePolicy`…), so a setting is defined once: here, with its default, and in
+/// `RecipeSchema.swift`, with its key and rules. `Recipe.decode(_:file:defaultName:)` reads and
+/// validates a file, `resolvedJSON()` writes the recipe back with every default filled in.
 public struct Recipe: Sendable, Equatable {
     /// Run name (logs, checkpoint folder). Default: the recipe file's base name.
     public var name: String
@@ -52,36 +58,9 @@ public struct Recipe: Sendable, Equatable {
     }
 }
 
-// MARK: - Choices
+// MARK: - Choices that only a recipe makes
 
 extension Recipe {
-    /// Transformer activations (Hugging Face `hidden_act` names).
-    public enum HiddenAct: String, Sendable, CaseIterable {
-        case gelu
-        case geluNew = "gelu_new"
-        case geluPytorchTanh = "gelu_pytorch_tanh"
-        case quickGelu = "quick_gelu"
-        case relu
-    }
-
-    /// How the text tower turns token states into one embedding.
-    public enum TextPooling: String, Sendable, CaseIterable {
-        /// The model's own pooler (CLIP: the end-of-text token; BERT: the pooler layer).
-        case pooler
-        /// Mean over the non-padding tokens (sentence-transformers).
-        case mean
-        /// The first token's state.
-        case cls
-    }
-
-    /// What the loader does with an unreadable sample.
-    public enum BadSamplePolicy: String, Sendable, CaseIterable {
-        /// Log it and go on.
-        case skip
-        /// Stop training.
-        case fail
-    }
-
     public enum LossType: String, Sendable, CaseIterable {
         /// Softmax cross-entropy in both directions (CLIP / InfoNCE).
         case clip
@@ -94,44 +73,12 @@ extension Recipe {
         case sgd
     }
 
-    public enum ScheduleType: String, Sendable, CaseIterable {
-        /// Warmup, then half a cosine down to 0 at the last step.
-        case cosine
-        /// Warmup, then the base rate.
-        case constant
-        /// Warmup, the base rate, then a decay to `endLR` over the last `cooldownSteps`.
-        case constCooldown = "const_cooldown"
-        /// Warmup, then multiplied by `gamma` every `stepEvery` steps.
-        case step
-        /// Warmup, then a straight line down to `endLR` at the last step.
-        case linear
-    }
-
-    /// Whether a larger or a smaller metric is better.
-    public enum MetricMode: String, Sendable, CaseIterable {
-        case max
-        case min
-    }
-
-    public enum Precision: String, Sendable, CaseIterable {
-        case fp32
-        case bf16
-    }
-
     /// The architecture of a text tower built from sizes.
     public enum TextArchitecture: String, Sendable, CaseIterable {
         /// CLIP's causal text transformer (end-of-text pooling).
         case clip
         /// A BERT encoder (WordPiece vocabulary from `tokenizer`; pooling from `pooling`).
         case bert
-    }
-
-    /// How two embeddings are compared in feature distillation.
-    public enum FeatureLoss: String, Sendable, CaseIterable {
-        /// 1 − cosine similarity.
-        case cosine
-        /// Mean squared error of the (projected) features.
-        case mse
     }
 
     /// How the student's weights start.
@@ -171,37 +118,31 @@ extension Recipe {
         public init() {}
     }
 
-    /// `model.vision`: a ViT, from a checkpoint or built from the sizes below (ViT-B/32 by default).
+    /// `model.vision`: a ViT, from a checkpoint or built from its config (ViT-B/32 by default,
+    /// transformers' `CLIPVisionConfig` defaults).
     public struct VisionTower: Sendable, Equatable {
         /// Folder of a Hugging Face vision model; when set, its `config.json` decides the architecture.
         public var checkpoint: String?
-        public var imageSize = 224
-        public var patchSize = 32
-        public var hiddenSize = 768
-        public var numHiddenLayers = 12
-        public var numAttentionHeads = 12
-        public var intermediateSize = 3072
-        public var hiddenAct: HiddenAct = .quickGelu
+        /// The keys `image_size`, `patch_size`, `hidden_size`, `num_hidden_layers`,
+        /// `num_attention_heads`, `intermediate_size` and `hidden_act`.
+        public var config = CLIPVisionConfig()
 
         public init() {}
     }
 
-    /// `model.text`: a text transformer, from a checkpoint or built from the sizes below
-    /// (CLIP's text tower by default).
+    /// `model.text`: a text transformer, from a checkpoint or built from its sizes (CLIP's text
+    /// tower by default, transformers' `CLIPTextConfig` defaults).
     public struct TextTower: Sendable, Equatable {
         /// Folder of a Hugging Face text model (CLIP text, BERT…); when set, its `config.json`
         /// decides the architecture.
         public var checkpoint: String?
         public var pooling: TextPooling = .pooler
-        public var vocabSize = 49408
-        public var hiddenSize = 512
-        public var numHiddenLayers = 12
-        public var numAttentionHeads = 8
-        public var intermediateSize = 2048
-        public var maxPositionEmbeddings = 77
-        public var hiddenAct: HiddenAct = .quickGelu
         /// Which transformer to build (when no checkpoint is given).
         public var type: TextArchitecture = .clip
+        /// The keys `vocab_size`, `hidden_size`, `num_hidden_layers`, `num_attention_heads`,
+        /// `intermediate_size`, `max_position_embeddings` and `hidden_act`. A BERT tower takes
+        /// these sizes too (its vocabulary comes from its tokenizer).
+        public var sizes = CLIPTextConfig()
         /// A tokenizer folder (`vocab.json` + `merges.txt`, or `vocab.txt`) or open_clip's
         /// `bpe_simple_vocab_16e6.txt.gz`; nil uses the checkpoint's.
         public var tokenizer: String?
@@ -235,9 +176,12 @@ extension Recipe {
         public var threads = 2
         /// Samples held for shuffling a shard stream.
         public var shuffleBuffer = 2000
+        /// What the loader does with an unreadable sample: `skip` (warn and go on) or `fail`.
         public var badSamples: BadSamplePolicy = .skip
-        public var augmentation = Augmentation()
-        public var textAugmentation = TextAugmentation()
+        /// Random image transforms (torchvision's): random resized crop, flip, rotation, colour jitter.
+        public var augmentation = ImageAugmentation()
+        /// Caption edits (EDA): synonym replacement, random insertion, random swap, random deletion.
+        public var textAugmentation = TextAugmentationConfig()
         /// Precompute the teacher's embeddings once (distillation).
         public var cacheTeacher = false
 
@@ -263,62 +207,6 @@ extension Recipe {
         public var separator: Character?
 
         public init(path: String) { self.path = path }
-    }
-
-    /// `data.augmentation`: random image transforms, each with its probability.
-    public struct Augmentation: Sendable, Equatable {
-        /// nil disables it (`"random_resized_crop": null`).
-        public var randomResizedCrop: RandomResizedCrop? = RandomResizedCrop()
-        /// Probability of a horizontal flip.
-        public var horizontalFlip = 0.0
-        public var rotation: Rotation?
-        public var colorJitter: ColorJitter?
-
-        public init() {}
-    }
-
-    /// torchvision's RandomResizedCrop.
-    public struct RandomResizedCrop: Sendable, Equatable {
-        /// [low, high]: range of the crop's area as a fraction of the image.
-        public var scale: [Double] = [0.9, 1.0]
-        /// [low, high]: range of the crop's aspect ratio.
-        public var ratio: [Double] = [0.75, 4.0 / 3.0]
-
-        public init() {}
-    }
-
-    public struct Rotation: Sendable, Equatable {
-        public var probability: Double
-        /// The angle is uniform in ±degrees.
-        public var degrees: Double
-        /// RGB fill for the uncovered corners.
-        public var fill: [UInt8] = [0, 0, 0]
-
-        public init(probability: Double, degrees: Double) {
-            self.probability = probability
-            self.degrees = degrees
-        }
-    }
-
-    /// torchvision's ColorJitter: factors uniform in [1 - x, 1 + x], hue in ±hue.
-    public struct ColorJitter: Sendable, Equatable {
-        public var probability: Double
-        public var brightness = 0.0
-        public var contrast = 0.0
-        public var saturation = 0.0
-        public var hue = 0.0
-
-        public init(probability: Double) { self.probability = probability }
-    }
-
-    /// `data.text_augmentation`: EDA caption operations; all 0 (the default) leaves captions alone.
-    public struct TextAugmentation: Sendable, Equatable {
-        public var synonymReplacement = 0.0
-        public var randomInsertion = 0.0
-        public var randomSwap = 0.0
-        public var randomDeletion = 0.0
-
-        public init() {}
     }
 }
 
@@ -357,19 +245,29 @@ extension Recipe {
     }
 
     /// `schedule`: learning rate as a function of the step, after `warmupSteps` of linear warmup.
+    /// The `type` key names the kind; each kind has its own keys (`cooldown_steps`…).
     public struct ScheduleSection: Sendable, Equatable {
-        public var type: ScheduleType = .cosine
+        public var kind: LRSchedule.Kind = .cosine
         public var warmupSteps = 0
-        /// `const_cooldown`: length of the final decay (required for that type).
-        public var cooldownSteps: Int?
-        /// `const_cooldown`: exponent of the decay.
-        public var cooldownPower = 1.0
-        /// `const_cooldown` and `linear`: the rate at the end.
-        public var endLR = 0.0
-        /// `step`: steps between two decays (required for that type).
-        public var stepEvery: Int?
-        /// `step`: factor applied at each decay.
-        public var gamma = 0.1
+        /// `type: "plateau"`: the metric watched and how the rate drops when it stalls.
+        public var plateau = PlateauSettings()
+
+        public init() {}
+    }
+
+    /// `schedule` keys of `type: "plateau"` (torch's ReduceLROnPlateau, at each evaluation).
+    public struct PlateauSettings: Sendable, Equatable {
+        public var watch = WatchedMetric()
+        /// The rate is multiplied by this when the metric stalls.
+        public var factor = 0.1
+        /// Evaluations without improvement before the rate drops.
+        public var patience = 10
+        /// Relative change that counts as an improvement.
+        public var threshold = 1e-4
+        /// Evaluations after a drop during which stalls are not counted.
+        public var cooldown = 0
+        /// The rate never drops below this fraction of the base rate.
+        public var minLRScale = 0.0
 
         public init() {}
     }
@@ -378,6 +276,21 @@ extension Recipe {
 // MARK: - eval, early stopping, checkpoints
 
 extension Recipe {
+    /// A metric the run watches (early stopping, `best/`, the plateau schedule). Unset fields
+    /// take the objective's: its main metric, and the direction that metric improves in.
+    public struct WatchedMetric: Sendable, Equatable {
+        /// nil: the objective's main metric (`image_to_text_R@1` for contrastive training,
+        /// `teacher_cosine` for text distillation).
+        public var metric: String?
+        /// nil: the metric's own direction (`max` for recalls and accuracies, `min` for losses and ranks).
+        public var mode: MetricMode?
+
+        public init(metric: String? = nil, mode: MetricMode? = nil) {
+            self.metric = metric
+            self.mode = mode
+        }
+    }
+
     /// `eval`: evaluations on `data.val`.
     public struct EvalSection: Sendable, Equatable {
         /// Also evaluate every this many steps; nil: only at epoch ends (if `everyEpoch`).
@@ -404,8 +317,7 @@ extension Recipe {
 
     /// `early_stopping`: stop when `metric` has not improved by `minDelta` for `patience` evaluations.
     public struct EarlyStoppingSection: Sendable, Equatable {
-        public var metric = "image_to_text_R@1"
-        public var mode: MetricMode = .max
+        public var watch = WatchedMetric()
         public var patience = 5
         public var minDelta = 0.0
 
@@ -416,8 +328,11 @@ extension Recipe {
     public struct CheckpointSection: Sendable, Equatable {
         /// Folder that holds the run's checkpoints (how runs are laid out in it is the trainer's choice).
         public var directory = "Checkpoints"
-        /// Keep the checkpoint that scored best in evaluation.
+        /// Keep the checkpoint that scored best in evaluation (`best/`).
         public var keepBest = true
+        /// What "best" means (`best_metric`, `best_mode`); unset: early stopping's metric when
+        /// early stopping is on, else the objective's main metric.
+        public var best = WatchedMetric()
         /// Keep the newest checkpoint (what `resume: latest` reads).
         public var keepLast = true
         /// Also save every this many steps; nil: only after evaluations and at the end.
@@ -442,7 +357,7 @@ extension Recipe {
         public var logitWeight = 1.0
         /// Distance between student and teacher embeddings.
         public var featureWeight = 0.0
-        public var featureLoss: FeatureLoss = .cosine
+        public var featureLoss: FeatureDistance = .cosine
         /// A learned linear map from the student's embedding size to the teacher's when they
         /// differ (training only; not part of the saved student).
         public var featureProjection = true

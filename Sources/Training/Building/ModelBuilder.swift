@@ -1,0 +1,107 @@
+import Datasets
+import Foundation
+import Models
+import NN
+import Tokenizers
+
+/// The model a recipe's `model` section describes: a whole checkpoint, or a vision and a text
+/// tower (each from a checkpoint or built from its config), with LiT-style locking applied.
+public enum ModelBuilder {
+    public static let defaultCLIPMerges = ".deps/assets/bpe_simple_vocab_16e6.txt.gz"
+
+    /// A dual encoder with its tokenizer, the folder its tokenizer files come from, and its
+    /// image preprocessing.
+    public static func dualEncoder(_ recipe: Recipe) throws -> (DualEncoder, TensorTokenizer, tokenizerFolder: String?, ImagePreprocessing) {
+        let section = recipe.model
+        if let path = section.checkpoint {
+            let checkpoint = try Pretrained.load(path)
+            guard case .dualEncoder(let model) = checkpoint.model else {
+                throw TrainingError(message: "model.checkpoint \(path) is a text-only model; give it as model.text.checkpoint with a vision tower")
+            }
+            let preprocessing = checkpoint.preprocessing ?? ImagePreprocessing(size: recipe.data.imageSize ?? 224)
+            lock(model.visionModel, unlockedLayers: section.lockVision.unlockedLayers)
+            lock(model.textModel, unlockedLayers: section.lockText.unlockedLayers)
+            return (model, try checkpoint.tokenizer(), path, preprocessing)
+        }
+        let vision: any ImageTower
+        if let path = section.vision.checkpoint {
+            guard case .dualEncoder(let source) = try Pretrained.load(path).model else {
+                throw TrainingError(message: "model.vision.checkpoint \(path) has no vision tower")
+            }
+            vision = source.visionModel
+        } else {
+            vision = CLIPVisionTransformer(section.vision.config)
+        }
+        let (text, tokenizer, tokenizerFolder) = try textTower(section.text)
+        let model = DualEncoder(kind: .visionTextDualEncoder, vision: vision, text: text, projectionDim: section.projectionDim,
+                                logitScaleInit: section.logitScaleInit)
+        lock(model.visionModel, unlockedLayers: section.lockVision.unlockedLayers)
+        lock(model.textModel, unlockedLayers: section.lockText.unlockedLayers)
+        let size = recipe.data.imageSize ?? (vision as? CLIPVisionTransformer)?.config.imageSize ?? 224
+        return (model, tokenizer, tokenizerFolder, ImagePreprocessing(size: size))
+    }
+
+    /// The text tower of `model.text`: from a checkpoint, or built from its sizes (CLIP or BERT),
+    /// with its tokenizer and the folder its tokenizer files come from.
+    static func textTower(_ tower: Recipe.TextTower) throws -> (any TextTower, TensorTokenizer, tokenizerFolder: String?) {
+        if let path = tower.checkpoint {
+            let checkpoint = try Pretrained.load(path)
+            let text: any TextTower
+            switch checkpoint.model {
+            case .textEncoder(let bert, _):
+                bert.pooling = tower.pooling
+                if bert.pooling == .pooler && bert.pooler == nil {
+                    throw TrainingError(message: "model.text.pooling is 'pooler' but \(path) has no pooler weights; use \"mean\" or \"cls\"")
+                }
+                text = bert
+            case .dualEncoder(let source): text = source.textModel
+            }
+            return (text, try checkpoint.tokenizer(), path)
+        }
+        let sizes = tower.sizes
+        switch tower.type {
+        case .clip:
+            let source = tower.tokenizer ?? defaultCLIPMerges
+            let tokenizer = source.hasSuffix(".gz")
+                ? try TensorTokenizer.openCLIP(mergesGz: source, contextLength: sizes.maxPositionEmbeddings)
+                : try TensorTokenizer.fromDirectory(source, contextLength: sizes.maxPositionEmbeddings)
+            return (CLIPTextTransformer(sizes), tokenizer, source)   // a .gz becomes vocab.json + merges.txt in checkpoints
+        case .bert:
+            // The decoder requires a WordPiece folder for a BERT tower built from sizes.
+            let folder = tower.tokenizer ?? ""
+            let tokenizer = try TensorTokenizer.fromDirectory(folder, contextLength: sizes.maxPositionEmbeddings)
+            guard let wordPiece = tokenizer.tokenizer as? WordPieceTokenizer else {
+                throw TrainingError(message: "model.text.tokenizer: '\(folder)' is not a WordPiece (vocab.txt) tokenizer, which a BERT text tower needs")
+            }
+            var config = BertConfig()
+            config.vocabSize = wordPiece.vocabularySize
+            config.hiddenSize = sizes.hiddenSize
+            config.numHiddenLayers = sizes.numHiddenLayers
+            config.numAttentionHeads = sizes.numAttentionHeads
+            config.intermediateSize = sizes.intermediateSize
+            config.maxPositionEmbeddings = sizes.maxPositionEmbeddings
+            config.hiddenAct = sizes.hiddenAct
+            return (BertModel(config, pooling: tower.pooling, withPooler: tower.pooling == .pooler), tokenizer, folder)
+        }
+    }
+
+    /// LiT-style locking: -1 leaves the tower trainable; k ≥ 0 freezes all but its last k
+    /// transformer layers (and, when k > 0, the norms and pooler after them).
+    static func lock(_ tower: Module, unlockedLayers: Int) {
+        guard unlockedLayers >= 0 else { return }
+        tower.freeze()
+        guard unlockedLayers > 0 else { return }
+        let names = tower.namedParameters().map(\.name)
+        let layerIndex: (String) -> Int? = { name in
+            for marker in ["encoder.layers.", "encoder.layer."] {
+                if let range = name.range(of: marker), let index = Int(name[range.upperBound...].prefix { $0.isNumber }) { return index }
+            }
+            return nil
+        }
+        let layers = (names.compactMap(layerIndex).max() ?? -1) + 1
+        tower.unfreeze { name in
+            if let index = layerIndex(name) { return index >= layers - unlockedLayers }
+            return ["post_layernorm", "final_layer_norm", "pooler"].contains { name.hasPrefix($0) }
+        }
+    }
+}

@@ -1,0 +1,184 @@
+import Datasets
+import Foundation
+import Models
+import NN
+import Optim
+import Tokenizers
+import Torch
+
+/// Builds a run from a validated recipe: the model and its tokenizer, the data loaders, the
+/// optimizer, the schedule, and what evaluations watch. `train` uses `contrastive`, `distill`
+/// uses `distillation` (DistillationBuilder.swift).
+public enum RunBuilder {
+    /// Decodes, applies `--set` overrides and checks a recipe file: every problem at once.
+    public static func load(_ path: String, overrides: [String] = []) throws -> (Recipe, resolved: Data) {
+        guard var data = FileManager.default.contents(atPath: path) else {
+            throw TrainingError(message: "\(path): cannot read the recipe file")
+        }
+        if !overrides.isEmpty { data = try Recipe.applying(overrides: overrides, to: data, file: path) }
+        let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+        let recipe = try Recipe.decode(data, file: path, defaultName: name)
+        let problems = recipe.problemsWithPaths(relativeTo: FileManager.default.currentDirectoryPath) { FileManager.default.fileExists(atPath: $0) }
+        if !problems.isEmpty { throw RecipeErrors(file: path, errors: problems) }
+        return (recipe, recipe.resolvedJSON())
+    }
+
+    /// Contrastive fine-tuning (`train`): the recipe's dual encoder under the CLIP or SigLIP loss.
+    public static func contrastive(_ recipe: Recipe, resolved: Data?) throws -> TrainingSetup {
+        Torch.manualSeed(UInt64(recipe.seed))
+        let (model, tokenizer, tokenizerFolder, preprocessing) = try ModelBuilder.dualEncoder(recipe)
+        let data = try loaders(recipe, images: ImagePipeline(preprocessing: preprocessing, augmentation: recipe.data.augmentation))
+        let objective = try contrastiveObjective(recipe, model, tokenizer, tokenizerFolder, preprocessing)
+        var lossGroups: [ParameterGroup] = []
+        if case .siglip(let siglip) = objective.loss {
+            lossGroups.append(ParameterGroup(name: "loss", parameters: [("loss.logit_bias", siglip.logitBias)], learningRate: recipe.optimizer.lr, weightDecay: 0))
+        }
+        return try assemble(recipe, objective: objective, data: data, extraGroups: lossGroups, resolved: resolved)
+    }
+
+    /// The recipe's contrastive objective over a dual encoder.
+    static func contrastiveObjective(_ recipe: Recipe, _ model: DualEncoder, _ tokenizer: TensorTokenizer, _ tokenizerFolder: String?,
+                                     _ preprocessing: ImagePreprocessing) throws -> ContrastiveObjective {
+        let objective = ContrastiveObjective(encoder: model, tokenizer: tokenizer, preprocessing: preprocessing, tokenizerFolder: tokenizerFolder)
+        switch recipe.loss.type {
+        case .clip: objective.loss = .clip
+        case .siglip: objective.loss = .siglip(SigLIPLoss())
+        }
+        objective.zeroShot = try recipe.eval.zeroshot.map { try ZeroShotClasses.load($0.classes) }
+        objective.logitScaleMax = recipe.loss.logitScaleMax
+        objective.retrieval = recipe.eval.retrieval
+        objective.precision = recipe.precision
+        return objective
+    }
+
+    static func source(_ source: Recipe.Source) throws -> DatasetSource {
+        switch source {
+        case .shards(let pattern): return .shards(try WebDataset.shards(pattern))
+        case .manifest(let manifest):
+            let format: ManifestSource.Format? = manifest.separator.map { .csv(separator: $0.asciiValue ?? 44) }
+            return .manifest(try ManifestSource(path: manifest.path, format: format, imageColumn: manifest.imageColumn,
+                                                captionColumn: manifest.captionColumn, labelColumn: manifest.labelColumn))
+        }
+    }
+
+    /// Samples in a source, counted without decoding (manifests: rows; shards: one read).
+    static func sampleCount(_ source: DatasetSource) throws -> Int {
+        switch source {
+        case .manifest(let manifest): return manifest.count
+        case .shards(let paths):
+            var count = 0
+            for path in paths {
+                let reader = try ShardReader(path: path)
+                while try reader.next() != nil { count += 1 }
+            }
+            return count
+        }
+    }
+
+    /// The training and validation loaders, and the step counts they imply.
+    struct DataPlan {
+        var train: DataLoader
+        var validation: DataLoader?
+        var stepsPerEpoch: Int
+        var totalSteps: Int
+    }
+
+    /// `images` nil: a text-only loader. `teacherView`: the teacher's own preprocessing, when it
+    /// differs from the student's (the loader replays each crop in it).
+    static func loaders(_ recipe: Recipe, images: ImagePipeline?, teacherView: ImagePreprocessing? = nil) throws -> DataPlan {
+        let data = recipe.data
+        let trainSource = try source(data.train)
+        let count = try sampleCount(trainSource)
+        let perStep = data.batchSize * recipe.optimizer.accumulationSteps
+        guard count >= perStep else {
+            throw TrainingError(message: "data.train has \(count) samples, fewer than one step needs (batch_size \(data.batchSize) × accumulation_steps \(recipe.optimizer.accumulationSteps))")
+        }
+        let captionAugmenter = data.textAugmentation.isIdentity ? nil : TextAugmenter(wordNet: try WordNet(), config: data.textAugmentation)
+        let options = DataLoaderOptions(batchSize: data.batchSize, threads: data.threads, seed: UInt64(recipe.seed), shuffle: true, dropLast: true,
+                                        badSamples: data.badSamples, shuffleBuffer: data.shuffleBuffer)
+        let teacherPipeline = teacherView.map { ImagePipeline(preprocessing: $0, augmentation: images?.augmentation) }
+        let train = DataLoader(source: trainSource, pipeline: images, secondView: teacherPipeline, captionAugmenter: captionAugmenter, options: options)
+        var validation: DataLoader?
+        if let val = data.val {
+            var valOptions = options
+            valOptions.shuffle = false
+            valOptions.dropLast = false
+            valOptions.batchSize = recipe.eval.batchSize ?? data.batchSize
+            // Caption alternatives are drawn with the seed: a fixed one makes evaluation the
+            // same as `eval`'s (and independent of the training seed).
+            valOptions.seed = 0
+            validation = DataLoader(source: try source(val), pipeline: images.map { ImagePipeline(preprocessing: $0.preprocessing) }, options: valOptions)
+        }
+        let stepsPerEpoch = count / perStep
+        let totalSteps = [recipe.maxSteps, recipe.epochs.map { $0 * stepsPerEpoch }].compactMap { $0 }.min() ?? stepsPerEpoch
+        return DataPlan(train: train, validation: validation, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
+    }
+
+    /// Optimizer (over the model's trainable parameters, the objective's training heads and
+    /// `extraGroups`), schedule, what evaluations watch, and the loop settings: the part `train`
+    /// and `distill` share. Metric names are checked against what the objective reports.
+    static func assemble(_ recipe: Recipe, objective: any TrainingObjective, data: DataPlan, extraGroups: [ParameterGroup] = [],
+                         resolved: Data?) throws -> TrainingSetup {
+        let settings = recipe.optimizer
+        var groups = ParameterGroup.standard(objective.model, learningRate: settings.lr, weightDecay: settings.weightDecay,
+                                             noDecayForEmbeddings: settings.noDecayEmbeddings)
+        groups += extraGroups
+        if let heads = objective.trainingHeads {
+            groups.append(ParameterGroup(name: "training_heads", parameters: heads.trainableParameters().map { ("training_heads.\($0.name)", $0.tensor) },
+                                         learningRate: settings.lr, weightDecay: 0))
+        }
+        let optimizer: Optimizer = switch settings.type {
+        case .adamw: AdamW(groups: groups, betas: (settings.betas[0], settings.betas[1]), eps: settings.eps)
+        case .sgd: SGD(groups: groups, momentum: settings.momentum, nesterov: settings.nesterov)
+        }
+        let schedule = LRSchedule(recipe.schedule.kind, warmupSteps: recipe.schedule.warmupSteps, totalSteps: data.totalSteps)
+        if let problem = schedule.problems.first { throw RecipeErrors(file: "", errors: [RecipeError(path: "schedule", message: problem)]) }
+
+        var setup = TrainingSetup(runFolder: "\(recipe.checkpoint.directory)/\(recipe.name)", objective: objective, train: data.train,
+                                  validation: data.validation, optimizer: optimizer, schedule: schedule, totalSteps: data.totalSteps)
+        setup.stepsPerEpoch = data.stepsPerEpoch
+        setup.gradientClip = settings.gradClip
+        setup.accumulationSteps = settings.accumulationSteps
+        setup.evalEverySteps = recipe.eval.everySteps
+        setup.evalEveryEpoch = recipe.eval.everyEpoch
+        try watchMetrics(recipe, objective: objective, into: &setup)
+        setup.keepLast = recipe.checkpoint.keepLast
+        setup.checkpointEverySteps = recipe.checkpoint.everySteps
+        setup.logEverySteps = recipe.logEverySteps
+        setup.maxNonFiniteSteps = recipe.maxNonFiniteSteps
+        setup.recipeJSON = resolved
+        return setup
+    }
+
+    /// Resolves the metrics that early stopping, `best/` and the plateau schedule watch against
+    /// the objective's metrics (with "did you mean"), reporting every unknown name at once.
+    static func watchMetrics(_ recipe: Recipe, objective: any TrainingObjective, into setup: inout TrainingSetup) throws {
+        var problems: [RecipeError] = []
+        func resolve(_ watch: Recipe.WatchedMetric, key: String, unset: MetricDefinition?) -> MetricDefinition? {
+            guard let name = watch.metric else { return unset.map { MetricDefinition($0.name, watch.mode ?? $0.mode) } }
+            do {
+                let found = try objective.metric(named: name, key: key)
+                return MetricDefinition(found.name, watch.mode ?? found.mode)
+            } catch {
+                problems.append(error)
+                return nil
+            }
+        }
+        let main = objective.mainMetric
+        var stopping: MetricDefinition?
+        if let section = recipe.earlyStopping {
+            stopping = resolve(section.watch, key: "early_stopping.metric", unset: main)
+            setup.earlyStopping = stopping.map { EarlyStopping(metric: $0.name, mode: $0.mode, patience: section.patience, minDelta: section.minDelta) }
+        }
+        setup.best = resolve(recipe.checkpoint.best, key: "checkpoint.best_metric", unset: stopping ?? main)
+        if !recipe.checkpoint.keepBest || setup.validation == nil { setup.best = nil }
+        if recipe.schedule.kind == .plateau {
+            let settings = recipe.schedule.plateau
+            if let watched = resolve(settings.watch, key: "schedule.metric", unset: main) {
+                setup.plateau = (watched.name, ReduceOnPlateau(mode: watched.mode, factor: settings.factor, patience: settings.patience,
+                                                               threshold: settings.threshold, cooldown: settings.cooldown, minScale: settings.minLRScale))
+            }
+        }
+        if !problems.isEmpty { throw RecipeErrors(file: "", errors: problems) }
+    }
+}

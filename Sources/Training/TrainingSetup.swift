@@ -1,0 +1,72 @@
+import Datasets
+import Foundation
+import NN
+import Optim
+
+/// Everything one training run needs, in domain terms (`RunBuilder` makes one from a recipe).
+public struct TrainingSetup {
+    public var runFolder: String
+    /// What is optimised: the model, its loss terms and its metrics.
+    public var objective: any TrainingObjective
+    public var train: DataLoader
+    public var validation: DataLoader?
+    public var optimizer: Optimizer
+    public var schedule: LRSchedule
+    public var gradientClip: Double?
+    /// Micro-batches per step (the objective decides how their losses combine).
+    public var accumulationSteps = 1
+    public var totalSteps: Int
+    public var stepsPerEpoch: Int?
+    public var evalEverySteps: Int?
+    public var evalEveryEpoch = true
+    /// Which evaluation metric `best/` keeps the best value of; nil: no `best/`.
+    public var best: MetricDefinition?
+    public var earlyStopping: EarlyStopping?
+    /// `schedule.type: "plateau"`: the metric it watches and the rule that lowers the rate.
+    public var plateau: (metric: String, rule: ReduceOnPlateau)?
+    public var keepLast = true
+    public var checkpointEverySteps: Int?
+    public var logEverySteps = 10
+    public var maxNonFiniteSteps = 5
+    /// Called after every completed step with the global step (monitoring, tests).
+    public var onStep: ((Int) -> Void)?
+    public var recipeJSON: Data?
+
+    /// The model being trained.
+    public var model: Module { objective.model }
+
+    public init(runFolder: String, objective: any TrainingObjective, train: DataLoader, validation: DataLoader?,
+                optimizer: Optimizer, schedule: LRSchedule, totalSteps: Int) {
+        self.runFolder = runFolder
+        self.objective = objective
+        self.train = train
+        self.validation = validation
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.totalSteps = totalSteps
+        best = validation == nil ? nil : objective.mainMetric
+    }
+}
+
+/// How a run ended, and its last evaluation.
+public struct TrainingResult {
+    public enum Outcome: Equatable, Sendable {
+        /// Trained to the last step.
+        case completed
+        /// Early stopping fired.
+        case stoppedEarly
+        /// SIGINT: `last/` was saved at `step`; the command exits 130 (the shell's code for it).
+        case interrupted(step: Int)
+    }
+
+    public let outcome: Outcome
+    /// The last evaluation's metrics (empty without validation data).
+    public let metrics: [String: Double]
+}
+
+/// A run that cannot go on (non-finite losses, no data); the message says what to do.
+public struct TrainingError: Error, CustomStringConvertible {
+    public let message: String
+    public init(message: String) { self.message = message }
+    public var description: String { message }
+}
