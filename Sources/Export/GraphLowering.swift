@@ -103,8 +103,8 @@ final class GraphLowering {
     /// from one (the traced batch or sequence length in a shape).
     private func isDynamic(_ op: RecordedOp) -> Bool {
         if op.inputs.contains(where: { dynamic.contains(ObjectIdentifier($0)) }) { return true }
-        if case .ints(let shape)? = op.attributes["shape"], ["expand", "view", "reshape"].contains(op.name), shape.first == traceBatch { return true }
-        if op.name == "narrow", let seq = traceSequence, case .int(seq)? = op.attributes["length"] { return true }
+        if case .ints(let shape)? = op.attributes["shape"], [OpName.expand, .view, .reshape].contains(op.name), shape.first == traceBatch { return true }
+        if op.name == .narrow, let seq = traceSequence, case .int(seq)? = op.attributes["length"] { return true }
         return false
     }
 
@@ -131,31 +131,31 @@ final class GraphLowering {
         func axis(_ d: Int) -> Int { d < 0 ? d + rank : d }
 
         switch op.name {
-        case "linear": return try linear(op)
-        case "conv2d": return try conv(op)
-        case "matmul", "bmm": return emit("MatMul", [try x(0), try x(1)])
-        case "add", "sub":
+        case .linear: return try linear(op)
+        case .conv2d: return try conv(op)
+        case .matmul, .bmm: return emit("MatMul", [try x(0), try x(1)])
+        case .add, .sub:
             var other = try x(1)
             if let alpha = scalar("alpha"), alpha != 1 { other = emit("Mul", [other, constant(alpha, type: type(of: other))]) }
-            return emit(op.name == "add" ? "Add" : "Sub", [try x(0), other])
-        case "mul": return emit("Mul", [try x(0), try x(1)])
-        case "div": return emit("Div", [try x(0), try x(1)])
-        case "maximum": return emit("Max", [try x(0), try x(1)])
-        case "minimum": return emit("Min", [try x(0), try x(1)])
-        case "add_scalar", "sub_scalar", "mul_scalar", "div_scalar":
+            return emit(op.name == .add ? "Add" : "Sub", [try x(0), other])
+        case .mul: return emit("Mul", [try x(0), try x(1)])
+        case .div: return emit("Div", [try x(0), try x(1)])
+        case .maximum: return emit("Max", [try x(0), try x(1)])
+        case .minimum: return emit("Min", [try x(0), try x(1)])
+        case .addScalar, .subScalar, .mulScalar, .divScalar:
             let input = try x()
             let s = constant(scalar("scalar") ?? 0, type: type(of: input))
-            let kind = ["add_scalar": "Add", "sub_scalar": "Sub", "mul_scalar": "Mul", "div_scalar": "Div"][op.name]!
-            return emit(kind, [input, s])
-        case "rsub_scalar":
+            let kind: [OpName: String] = [.addScalar: "Add", .subScalar: "Sub", .mulScalar: "Mul", .divScalar: "Div"]
+            return emit(kind[op.name]!, [input, s])
+        case .rsubScalar:
             let input = try x()
             return emit("Sub", [constant(scalar("scalar") ?? 0, type: type(of: input)), input])
-        case "sigmoid", "tanh", "relu", "exp", "log", "sqrt", "erf", "neg", "abs", "reciprocal", "sin", "cos":
-            let kind = ["sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "erf": "Erf",
-                        "neg": "Neg", "abs": "Abs", "reciprocal": "Reciprocal", "sin": "Sin", "cos": "Cos"][op.name]!
-            return emit(kind, [try x()])
-        case "rsqrt": return emit("Reciprocal", [emit("Sqrt", [try x()])])
-        case "gelu":
+        case .sigmoid, .tanh, .relu, .exp, .log, .sqrt, .erf, .neg, .abs, .reciprocal, .sin, .cos:
+            let kind: [OpName: String] = [.sigmoid: "Sigmoid", .tanh: "Tanh", .relu: "Relu", .exp: "Exp", .log: "Log", .sqrt: "Sqrt", .erf: "Erf",
+                                          .neg: "Neg", .abs: "Abs", .reciprocal: "Reciprocal", .sin: "Sin", .cos: "Cos"]
+            return emit(kind[op.name]!, [try x()])
+        case .rsqrt: return emit("Reciprocal", [emit("Sqrt", [try x()])])
+        case .gelu:
             let input = try x(), t = type(of: input)
             if case .string("tanh")? = a["approximate"] {
                 // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
@@ -166,88 +166,99 @@ final class GraphLowering {
             // 0.5·x·(1 + erf(x / √2))
             let erf = emit("Erf", [emit("Div", [input, constant(2.0.squareRoot(), type: t)])])
             return emit("Mul", [emit("Mul", [input, constant(0.5, type: t)]), emit("Add", [erf, constant(1, type: t)])])
-        case "softmax", "log_softmax":
+        case .softmax, .logSoftmax:
             let input = try x()
-            let result = emit(op.name == "softmax" ? "Softmax" : "LogSoftmax", [toFloat(input)], [.int("axis", Int64(try int("dim")))])
+            let result = emit(op.name == .softmax ? "Softmax" : "LogSoftmax", [toFloat(input)], [.int("axis", Int64(try int("dim")))])
             return fromFloat(result, like: input)
-        case "layer_norm": return try layerNorm(op)
-        case "scaled_dot_product_attention": return try attention(op)
-        case "transpose":
+        case .layerNorm: return try layerNorm(op)
+        case .scaledDotProductAttention: return try attention(op)
+        case .transpose:
             var perm = Array(0..<rank)
             perm.swapAt(axis(try int("dim0")), axis(try int("dim1")))
             return emit("Transpose", [try x()], [.ints("perm", perm.map(Int64.init))])
-        case "permute": return emit("Transpose", [try x()], [.ints("perm", try ints("dims").map { Int64(axis($0)) })])
-        case "flatten":
+        case .permute: return emit("Transpose", [try x()], [.ints("perm", try ints("dims").map { Int64(axis($0)) })])
+        case .flatten:
             let start = axis(try int("start")), end = axis(try int("end"))
             let shape = op.inputs[0].shape
             let target = Array(repeating: 0, count: start) + [-1] + Array(shape[(end + 1)...])
             return emit("Reshape", [try x(), shapeConstant(target)])
-        case "unflatten":
+        case .unflatten:
             let d = axis(try int("dim"))
             let shape = op.inputs[0].shape
             let target = Array(repeating: 0, count: d) + (try ints("sizes")) + Array(shape[(d + 1)...])
             return emit("Reshape", [try x(), shapeConstant(target)])
-        case "view", "reshape":
+        case .view, .reshape:
             var target = try ints("shape")
             let input = op.inputs[0]
             if target.first == traceBatch, input.shape.first == traceBatch { target[0] = 0 }
             if let seq = traceSequence, target.count > 1, target[1] == seq, input.shape.count > 1, input.shape[1] == seq { target[1] = 0 }
             return emit("Reshape", [try x(), shapeConstant(target)])
-        case "expand": return try expand(op)
-        case "unsqueeze": return emit("Unsqueeze", [try x(), int64s([Int64(try int("dim"))])])
-        case "squeeze": return emit("Squeeze", [try x(), int64s([Int64(try int("dim"))])])
-        case "cat": return emit("Concat", try op.inputs.map(value), [.int("axis", Int64(try int("dim")))])
-        case "select":
+        case .expand: return try expand(op)
+        case .unsqueeze: return emit("Unsqueeze", [try x(), int64s([Int64(try int("dim"))])])
+        case .squeeze: return emit("Squeeze", [try x(), int64s([Int64(try int("dim"))])])
+        case .cat: return emit("Concat", try op.inputs.map(value), [.int("axis", Int64(try int("dim")))])
+        case .select:
             let index = constantTensor(TensorProto.int64(name: "", dims: [], values: [Int64(try int("index"))]), hint: "index")
             return emit("Gather", [try x(), index], [.int("axis", Int64(axis(try int("dim"))))])
-        case "narrow": return try narrow(op)
-        case "embedding":
+        case .narrow: return try narrow(op)
+        case .embedding:
             if precision == .int8 { return try quantizedEmbedding(table: op.inputs[0], ids: try x(1)) }
             return emit("Gather", [try x(0), try x(1)], [.int("axis", 0)])
-        case "gather": return emit("GatherElements", [try x(0), try x(1)], [.int("axis", Int64(try int("dim")))])
-        case "index_select": return emit("Gather", [try x(0), try x(1)], [.int("axis", Int64(try int("dim")))])
-        case "to_dtype":
+        case .gather: return emit("GatherElements", [try x(0), try x(1)], [.int("axis", Int64(try int("dim")))])
+        case .indexSelect: return emit("Gather", [try x(0), try x(1)], [.int("axis", Int64(try int("dim")))])
+        case .toDtype:
             guard case .dtype(let d)? = a["dtype"] else { throw ExportError("to_dtype in \(module) has no dtype") }
             let target = d == .float32 ? computeType : Self.onnxType(d)
             let input = try x()
             return types[input] == target ? input : cast(input, to: target)
-        case "contiguous", "clone", "detach", "dropout": return try x()
-        case "eq_scalar", "ne_scalar", "gt_scalar", "lt_scalar", "ge_scalar", "le_scalar":
+        case .contiguous, .clone, .detach, .dropout: return try x()
+        case .eqScalar, .neScalar, .gtScalar, .ltScalar, .geScalar, .leScalar:
             let input = try x()
             let c = constant(scalar("scalar") ?? 0, type: type(of: input))
-            let kind = ["eq_scalar": "Equal", "ne_scalar": "Equal", "gt_scalar": "Greater", "lt_scalar": "Less",
-                        "ge_scalar": "GreaterOrEqual", "le_scalar": "LessOrEqual"][op.name]!
-            let result = emit(kind, [input, c], type: .bool)
-            return op.name == "ne_scalar" ? emit("Not", [result], type: .bool) : result
-        case "eq", "ne", "gt", "lt", "ge", "le":
-            let kind = ["eq": "Equal", "ne": "Equal", "gt": "Greater", "lt": "Less", "ge": "GreaterOrEqual", "le": "LessOrEqual"][op.name]!
-            let result = emit(kind, [try x(0), try x(1)], type: .bool)
-            return op.name == "ne" ? emit("Not", [result], type: .bool) : result
-        case "logical_and", "logical_or", "logical_xor":
-            return emit(["logical_and": "And", "logical_or": "Or", "logical_xor": "Xor"][op.name]!, [try x(0), try x(1)], type: .bool)
-        case "logical_not": return emit("Not", [try x()], type: .bool)
-        case "where": return emit("Where", [try x(0), try x(1), try x(2)])
-        case "argmax", "argmin":
+            let kind: [OpName: String] = [.eqScalar: "Equal", .neScalar: "Equal", .gtScalar: "Greater", .ltScalar: "Less",
+                                          .geScalar: "GreaterOrEqual", .leScalar: "LessOrEqual"]
+            let result = emit(kind[op.name]!, [input, c], type: .bool)
+            return op.name == .neScalar ? emit("Not", [result], type: .bool) : result
+        case .eq, .ne, .gt, .lt, .ge, .le:
+            let kind: [OpName: String] = [.eq: "Equal", .ne: "Equal", .gt: "Greater", .lt: "Less", .ge: "GreaterOrEqual", .le: "LessOrEqual"]
+            let result = emit(kind[op.name]!, [try x(0), try x(1)], type: .bool)
+            return op.name == .ne ? emit("Not", [result], type: .bool) : result
+        case .logicalAnd, .logicalOr, .logicalXor:
+            let kind: [OpName: String] = [.logicalAnd: "And", .logicalOr: "Or", .logicalXor: "Xor"]
+            return emit(kind[op.name]!, [try x(0), try x(1)], type: .bool)
+        case .logicalNot: return emit("Not", [try x()], type: .bool)
+        case .where: return emit("Where", [try x(0), try x(1), try x(2)])
+        case .argmax, .argmin:
             var keep = false
             if case .bool(let k)? = a["keepdim"] { keep = k }
-            return emit(op.name == "argmax" ? "ArgMax" : "ArgMin", [try x()], [.int("axis", Int64(try int("dim"))), .int("keepdims", keep ? 1 : 0)], type: .int64)
-        case "sum", "mean":
+            return emit(op.name == .argmax ? "ArgMax" : "ArgMin", [try x()], [.int("axis", Int64(try int("dim"))), .int("keepdims", keep ? 1 : 0)], type: .int64)
+        case .sum, .mean:
             var keep = false
             if case .bool(let k)? = a["keepdim"] { keep = k }
             let input = try x()
-            let result = reduce(op.name == "sum" ? "ReduceSum" : "ReduceMean", toFloat(input), axes: try ints("dims").map(axis), keepdims: keep)
+            let result = reduce(op.name == .sum ? "ReduceSum" : "ReduceMean", toFloat(input), axes: try ints("dims").map(axis), keepdims: keep)
             return fromFloat(result, like: input)
-        case "norm":
+        case .norm:
             guard scalar("p") == 2 else { throw ExportError("norm with p ≠ 2 in \(module) has no ONNX lowering") }
             var keep = false
             if case .bool(let k)? = a["keepdim"] { keep = k }
             let input = try x()
             return fromFloat(reduce("ReduceL2", toFloat(input), axes: try ints("dims").map(axis), keepdims: keep), like: input)
-        case "clamp":
+        case .clamp:
             let input = try x(), t = type(of: input)
             let low = scalar("min").map { constant($0, type: t) } ?? "", high = scalar("max").map { constant($0, type: t) } ?? ""
             return emit("Clip", [input, low, high].reversedTrimmingEmpty())
-        default:
+        // Recorded by the Torch layer but not part of the exported towers (creation, in-place
+        // updates, losses, sorting, ...). No `default`: a new op in `OpName` must be placed here or lowered.
+        case .fromBlob, .zeros, .ones, .empty, .full, .arange, .linspace, .eye, .rand, .randn, .randint, .randperm, .bernoulli,
+             .uniformInPlace, .normalInPlace, .generatorGetState, .pow, .atan2, .powScalar, .rpowScalar, .fmodScalar, .floor,
+             .ceil, .round, .sign, .erfinv, .isnan, .isfinite, .clampTensor, .addInPlace, .addScalarInPlace, .mulInPlace,
+             .mulScalarInPlace, .divInPlace, .addcmulInPlace, .addcdivInPlace, .lerpInPlace, .sqrtInPlace, .clampInPlace,
+             .copyInPlace, .setData, .zeroInPlace, .fillInPlace, .requiresGradInPlace, .retainGrad, .prod, .cumsum, .maxAll,
+             .minAll, .maxDim, .minDim, .logsumexp, .var, .std, .topk, .sort, .argsort, .all, .any, .toDevice, .slice, .scatter,
+             .scatterValue, .scatterAdd, .maskedFill, .stack, .split, .splitWithSizes, .chunk, .flip, .roll, .repeat, .tril, .triu,
+             .diagonal, .crossEntropy, .klDiv, .mseLoss, .binaryCrossEntropyWithLogits, .cosineSimilarity, .interpolate,
+             .affineGrid, .gridSample:
             throw ExportError("op '\(op.name)' has no ONNX lowering (used in \(module)); export supports the ops of the CLIP, ViT and BERT towers")
         }
     }

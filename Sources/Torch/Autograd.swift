@@ -6,13 +6,13 @@ extension Tensor {
     /// Whether autograd tracks operations on this tensor.
     public var requiresGrad: Bool {
         get { query("requires_grad", nil, false) { ct_requires_grad(handle, $0) } }
-        set { mutate("requires_grad_", nil, self, inputs: [self]) { ct_set_requires_grad(handle, newValue) } }
+        set { mutate(.requiresGradInPlace, nil, self, inputs: [self]) { ct_set_requires_grad(handle, newValue) } }
     }
 
     /// Sets `requiresGrad` and returns self, for chaining at creation.
     @discardableResult
     public func requiringGrad(_ flag: Bool = true, file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        mutate("requires_grad_", CallSite(file: file, line: line), self, inputs: [self]) { ct_set_requires_grad(handle, flag) }
+        mutate(.requiresGradInPlace, CallSite(file: file, line: line), self, inputs: [self]) { ct_set_requires_grad(handle, flag) }
         return self
     }
 
@@ -21,7 +21,7 @@ extension Tensor {
 
     /// Keeps `.grad` of a non-leaf tensor after backward.
     public func retainGrad(file: StaticString = #fileID, line: UInt = #line) {
-        mutate("retain_grad", CallSite(file: file, line: line), self, inputs: [self]) { ct_retain_grad(handle) }
+        mutate(.retainGrad, CallSite(file: file, line: line), self, inputs: [self]) { ct_retain_grad(handle) }
     }
 
     /// Accumulates d(self)/d(leaf) into every leaf's `.grad`. `gradient` is needed unless self is a scalar.

@@ -45,7 +45,7 @@ extension Tensor {
         final class Box { let release: @Sendable () -> Void; init(_ r: @escaping @Sendable () -> Void) { release = r } }
         let context = Unmanaged.passRetained(Box(release)).toOpaque()
         return try withTorchErrors {
-            makeTensor("from_blob", nil, inputs: []) { out in
+            makeTensor(.fromBlob, nil, inputs: []) { out in
                 int64s(shape).withUnsafeBufferPointer {
                     ct_from_blob(pointer, $0.baseAddress, Int64(shape.count), nil, dtype.rawValue, { ctx in
                         Unmanaged<Box>.fromOpaque(ctx!).takeRetainedValue().release()
@@ -66,7 +66,7 @@ extension Tensor {
         return undefined!
     }
 
-    private static func shaped(_ op: StaticString, _ shape: [Int], _ site: CallSite,
+    private static func shaped(_ op: OpName, _ shape: [Int], _ site: CallSite,
                                attributes: @autoclosure () -> [String: OpAttribute] = [:],
                                _ call: (UnsafePointer<Int64>?, Int64, UnsafeMutablePointer<OpaquePointer?>) -> ct_status) -> Tensor {
         let dims = int64s(shape)
@@ -77,14 +77,14 @@ extension Tensor {
 
     public static func zeros(_ shape: [Int], dtype: DType = .float32, device: Device = .cpu,
                              file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        shaped("zeros", shape, CallSite(file: file, line: line), attributes: ["dtype": .dtype(dtype)]) {
+        shaped(.zeros, shape, CallSite(file: file, line: line), attributes: ["dtype": .dtype(dtype)]) {
             ct_zeros($0, $1, dtype.rawValue, device.bridged, $2)
         }
     }
 
     public static func ones(_ shape: [Int], dtype: DType = .float32, device: Device = .cpu,
                             file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        shaped("ones", shape, CallSite(file: file, line: line), attributes: ["dtype": .dtype(dtype)]) {
+        shaped(.ones, shape, CallSite(file: file, line: line), attributes: ["dtype": .dtype(dtype)]) {
             ct_ones($0, $1, dtype.rawValue, device.bridged, $2)
         }
     }
@@ -97,14 +97,14 @@ extension Tensor {
     /// Uninitialised memory (fill it before reading).
     public static func empty(_ shape: [Int], dtype: DType = .float32, device: Device = .cpu,
                              file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        shaped("empty", shape, CallSite(file: file, line: line), attributes: ["dtype": .dtype(dtype)]) {
+        shaped(.empty, shape, CallSite(file: file, line: line), attributes: ["dtype": .dtype(dtype)]) {
             ct_empty($0, $1, dtype.rawValue, device.bridged, $2)
         }
     }
 
     public static func full(_ shape: [Int], _ value: some ScalarConvertible, dtype: DType = .float32, device: Device = .cpu,
                             file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        shaped("full", shape, CallSite(file: file, line: line), attributes: ["value": .scalar(value.scalar), "dtype": .dtype(dtype)]) {
+        shaped(.full, shape, CallSite(file: file, line: line), attributes: ["value": .scalar(value.scalar), "dtype": .dtype(dtype)]) {
             ct_full($0, $1, value.scalar.bridged, dtype.rawValue, device.bridged, $2)
         }
     }
@@ -113,7 +113,7 @@ extension Tensor {
     public static func arange(_ start: some ScalarConvertible = 0, _ end: some ScalarConvertible, step: some ScalarConvertible = 1,
                               dtype: DType = .int64, device: Device = .cpu,
                               file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        makeTensor("arange", CallSite(file: file, line: line), inputs: [],
+        makeTensor(.arange, CallSite(file: file, line: line), inputs: [],
                    attributes: ["start": .scalar(start.scalar), "end": .scalar(end.scalar), "step": .scalar(step.scalar), "dtype": .dtype(dtype)]) {
             ct_arange(start.scalar.bridged, end.scalar.bridged, step.scalar.bridged, dtype.rawValue, device.bridged, $0)
         }
@@ -121,7 +121,7 @@ extension Tensor {
 
     public static func linspace(_ start: Double, _ end: Double, count: Int, dtype: DType = .float32, device: Device = .cpu,
                                 file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        makeTensor("linspace", CallSite(file: file, line: line), inputs: [],
+        makeTensor(.linspace, CallSite(file: file, line: line), inputs: [],
                    attributes: ["start": .double(start), "end": .double(end), "steps": .int(count)]) {
             ct_linspace(start, end, Int64(count), dtype.rawValue, device.bridged, $0)
         }
@@ -129,7 +129,7 @@ extension Tensor {
 
     public static func eye(_ n: Int, dtype: DType = .float32, device: Device = .cpu,
                            file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        makeTensor("eye", CallSite(file: file, line: line), inputs: [], attributes: ["n": .int(n)]) {
+        makeTensor(.eye, CallSite(file: file, line: line), inputs: [], attributes: ["n": .int(n)]) {
             ct_eye(Int64(n), dtype.rawValue, device.bridged, $0)
         }
     }
@@ -137,7 +137,7 @@ extension Tensor {
     /// Uniform samples in [0, 1).
     public static func rand(_ shape: [Int], dtype: DType = .float32, device: Device = .cpu, generator: Generator? = nil,
                             file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        shaped("rand", shape, CallSite(file: file, line: line)) {
+        shaped(.rand, shape, CallSite(file: file, line: line)) {
             ct_rand($0, $1, dtype.rawValue, device.bridged, generator?.handle, $2)
         }
     }
@@ -145,7 +145,7 @@ extension Tensor {
     /// Standard normal samples.
     public static func randn(_ shape: [Int], dtype: DType = .float32, device: Device = .cpu, generator: Generator? = nil,
                              file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        shaped("randn", shape, CallSite(file: file, line: line)) {
+        shaped(.randn, shape, CallSite(file: file, line: line)) {
             ct_randn($0, $1, dtype.rawValue, device.bridged, generator?.handle, $2)
         }
     }
@@ -153,7 +153,7 @@ extension Tensor {
     /// Integers uniformly drawn from [low, high).
     public static func randint(_ low: Int, _ high: Int, _ shape: [Int], dtype: DType = .int64, device: Device = .cpu,
                                generator: Generator? = nil, file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        shaped("randint", shape, CallSite(file: file, line: line)) {
+        shaped(.randint, shape, CallSite(file: file, line: line)) {
             ct_randint(Int64(low), Int64(high), $0, $1, dtype.rawValue, device.bridged, generator?.handle, $2)
         }
     }
@@ -161,26 +161,26 @@ extension Tensor {
     /// A random permutation of 0..<n.
     public static func randperm(_ n: Int, dtype: DType = .int64, device: Device = .cpu, generator: Generator? = nil,
                                 file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        makeTensor("randperm", CallSite(file: file, line: line), inputs: []) {
+        makeTensor(.randperm, CallSite(file: file, line: line), inputs: []) {
             ct_randperm(Int64(n), dtype.rawValue, device.bridged, generator?.handle, $0)
         }
     }
 
     /// 0/1 samples with probabilities given by `self`.
     public func bernoulli(generator: Generator? = nil, file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        makeTensor("bernoulli", CallSite(file: file, line: line), inputs: [self]) { ct_bernoulli(handle, generator?.handle, $0) }
+        makeTensor(.bernoulli, CallSite(file: file, line: line), inputs: [self]) { ct_bernoulli(handle, generator?.handle, $0) }
     }
 
     /// Fills in place with samples from U(low, high).
     public func uniform_(_ low: Double, _ high: Double, generator: Generator? = nil,
                          file: StaticString = #fileID, line: UInt = #line) {
-        mutate("uniform_", CallSite(file: file, line: line), self, inputs: [self]) { ct_uniform_(handle, low, high, generator?.handle) }
+        mutate(.uniformInPlace, CallSite(file: file, line: line), self, inputs: [self]) { ct_uniform_(handle, low, high, generator?.handle) }
     }
 
     /// Fills in place with samples from N(mean, std²).
     public func normal_(mean: Double = 0, std: Double = 1, generator: Generator? = nil,
                         file: StaticString = #fileID, line: UInt = #line) {
-        mutate("normal_", CallSite(file: file, line: line), self, inputs: [self]) { ct_normal_(handle, mean, std, generator?.handle) }
+        mutate(.normalInPlace, CallSite(file: file, line: line), self, inputs: [self]) { ct_normal_(handle, mean, std, generator?.handle) }
     }
 }
 

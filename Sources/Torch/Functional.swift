@@ -3,16 +3,16 @@ import CTorch
 /// Neural-network functions and losses, named as in `torch.nn.functional`.
 public enum F {
     public static func matmul(_ a: Tensor, _ b: Tensor, file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        a.binary("matmul", b, CallSite(file: file, line: line), ct_matmul)
+        a.binary(.matmul, b, CallSite(file: file, line: line), ct_matmul)
     }
 
     public static func bmm(_ a: Tensor, _ b: Tensor, file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        a.binary("bmm", b, CallSite(file: file, line: line), ct_bmm)
+        a.binary(.bmm, b, CallSite(file: file, line: line), ct_bmm)
     }
 
     /// `x @ weightᵀ + bias`.
     public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        makeTensor("linear", CallSite(file: file, line: line), inputs: [x, weight] + (bias.map { [$0] } ?? [])) {
+        makeTensor(.linear, CallSite(file: file, line: line), inputs: [x, weight] + (bias.map { [$0] } ?? [])) {
             ct_linear(x.handle, weight.handle, bias?.handle, $0)
         }
     }
@@ -27,7 +27,7 @@ public enum F {
             "stride": .ints([stride.0, stride.1]), "padding": .ints([padding.0, padding.1]),
             "dilation": .ints([dilation.0, dilation.1]), "groups": .int(groups),
         ]
-        return makeTensor("conv2d", CallSite(file: file, line: line), inputs: [x, weight] + (bias.map { [$0] } ?? []), attributes: attributes) {
+        return makeTensor(.conv2d, CallSite(file: file, line: line), inputs: [x, weight] + (bias.map { [$0] } ?? []), attributes: attributes) {
             ct_conv2d(x.handle, weight.handle, bias?.handle, s, p, d, Int64(groups), $0)
         }
     }
@@ -35,7 +35,7 @@ public enum F {
     public static func layerNorm(_ x: Tensor, normalizedShape: [Int], weight: Tensor? = nil, bias: Tensor? = nil,
                                  eps: Double = 1e-5, file: StaticString = #fileID, line: UInt = #line) -> Tensor {
         let shape = int64s(normalizedShape)
-        return makeTensor("layer_norm", CallSite(file: file, line: line), inputs: [x] + [weight, bias].compactMap { $0 },
+        return makeTensor(.layerNorm, CallSite(file: file, line: line), inputs: [x] + [weight, bias].compactMap { $0 },
                           attributes: ["normalized_shape": .ints(normalizedShape), "eps": .double(eps)]) { out in
             shape.withUnsafeBufferPointer {
                 ct_layer_norm(x.handle, $0.baseAddress, Int64(shape.count), weight?.handle, bias?.handle, eps, out)
@@ -46,25 +46,25 @@ public enum F {
     /// Rows of `weight` picked by integer `indices`.
     public static func embedding(_ indices: Tensor, weight: Tensor, paddingIndex: Int? = nil,
                                  file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        makeTensor("embedding", CallSite(file: file, line: line), inputs: [weight, indices]) {
+        makeTensor(.embedding, CallSite(file: file, line: line), inputs: [weight, indices]) {
             ct_embedding(weight.handle, indices.handle, Int64(paddingIndex ?? -1), $0)
         }
     }
 
     public static func dropout(_ x: Tensor, p: Double, training: Bool, file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        makeTensor("dropout", CallSite(file: file, line: line), inputs: [x], attributes: ["p": .double(p), "train": .bool(training)]) {
+        makeTensor(.dropout, CallSite(file: file, line: line), inputs: [x], attributes: ["p": .double(p), "train": .bool(training)]) {
             ct_dropout(x.handle, p, training, $0)
         }
     }
 
     public static func softmax(_ x: Tensor, dim: Int, dtype: DType? = nil, file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        makeTensor("softmax", CallSite(file: file, line: line), inputs: [x], attributes: ["dim": .int(dim), "dtype": dtype.map { .dtype($0) } ?? .absent]) {
+        makeTensor(.softmax, CallSite(file: file, line: line), inputs: [x], attributes: ["dim": .int(dim), "dtype": dtype.map { .dtype($0) } ?? .absent]) {
             ct_softmax(x.handle, Int64(dim), dtype?.rawValue ?? -1, $0)
         }
     }
 
     public static func logSoftmax(_ x: Tensor, dim: Int, dtype: DType? = nil, file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        makeTensor("log_softmax", CallSite(file: file, line: line), inputs: [x], attributes: ["dim": .int(dim), "dtype": dtype.map { .dtype($0) } ?? .absent]) {
+        makeTensor(.logSoftmax, CallSite(file: file, line: line), inputs: [x], attributes: ["dim": .int(dim), "dtype": dtype.map { .dtype($0) } ?? .absent]) {
             ct_log_softmax(x.handle, Int64(dim), dtype?.rawValue ?? -1, $0)
         }
     }
@@ -72,7 +72,7 @@ public enum F {
     public enum GELUApproximation: String, Sendable { case none, tanh }
 
     public static func gelu(_ x: Tensor, approximate: GELUApproximation = .none, file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        makeTensor("gelu", CallSite(file: file, line: line), inputs: [x], attributes: ["approximate": .string(approximate.rawValue)]) {
+        makeTensor(.gelu, CallSite(file: file, line: line), inputs: [x], attributes: ["approximate": .string(approximate.rawValue)]) {
             ct_gelu(x.handle, approximate.rawValue, $0)
         }
     }
@@ -89,7 +89,7 @@ public enum F {
     public static func scaledDotProductAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, mask: Tensor? = nil,
                                                  dropout: Double = 0, causal: Bool = false, scale: Double? = nil,
                                                  file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        return makeTensor("scaled_dot_product_attention", CallSite(file: file, line: line), inputs: [q, k, v] + (mask.map { [$0] } ?? []),
+        return makeTensor(.scaledDotProductAttention, CallSite(file: file, line: line), inputs: [q, k, v] + (mask.map { [$0] } ?? []),
                           attributes: ["dropout_p": .double(dropout), "is_causal": .bool(causal), "scale": scale.map { .double($0) } ?? .absent]) { out in
             withOptionalPointer(scale) { ct_scaled_dot_product_attention(q.handle, k.handle, v.handle, mask?.handle, dropout, causal, $0, out) }
         }
@@ -99,7 +99,7 @@ public enum F {
     public static func crossEntropy(_ logits: Tensor, _ target: Tensor, weight: Tensor? = nil, reduction: Reduction = .mean,
                                     ignoreIndex: Int = -100, labelSmoothing: Double = 0,
                                     file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        makeTensor("cross_entropy", CallSite(file: file, line: line), inputs: [logits, target] + (weight.map { [$0] } ?? []),
+        makeTensor(.crossEntropy, CallSite(file: file, line: line), inputs: [logits, target] + (weight.map { [$0] } ?? []),
                    attributes: ["reduction": .int(Int(reduction.rawValue)), "ignore_index": .int(ignoreIndex), "label_smoothing": .double(labelSmoothing)]) {
             ct_cross_entropy(logits.handle, target.handle, weight?.handle, reduction.rawValue, Int64(ignoreIndex), labelSmoothing, $0)
         }
@@ -108,7 +108,7 @@ public enum F {
     /// KL(target ‖ input) with `input` given as log-probabilities, as torch.nn.functional.kl_div.
     public static func klDiv(_ input: Tensor, _ target: Tensor, reduction: Reduction = .mean, logTarget: Bool = false,
                              file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        makeTensor("kl_div", CallSite(file: file, line: line), inputs: [input, target],
+        makeTensor(.klDiv, CallSite(file: file, line: line), inputs: [input, target],
                    attributes: ["reduction": .int(Int(reduction.rawValue)), "log_target": .bool(logTarget)]) {
             ct_kl_div(input.handle, target.handle, reduction.rawValue, logTarget, $0)
         }
@@ -116,14 +116,14 @@ public enum F {
 
     public static func mseLoss(_ input: Tensor, _ target: Tensor, reduction: Reduction = .mean,
                                file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        makeTensor("mse_loss", CallSite(file: file, line: line), inputs: [input, target], attributes: ["reduction": .int(Int(reduction.rawValue))]) {
+        makeTensor(.mseLoss, CallSite(file: file, line: line), inputs: [input, target], attributes: ["reduction": .int(Int(reduction.rawValue))]) {
             ct_mse_loss(input.handle, target.handle, reduction.rawValue, $0)
         }
     }
 
     public static func binaryCrossEntropyWithLogits(_ input: Tensor, _ target: Tensor, weight: Tensor? = nil, positiveWeight: Tensor? = nil,
                                                     reduction: Reduction = .mean, file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        makeTensor("binary_cross_entropy_with_logits", CallSite(file: file, line: line), inputs: [input, target] + [weight, positiveWeight].compactMap { $0 },
+        makeTensor(.binaryCrossEntropyWithLogits, CallSite(file: file, line: line), inputs: [input, target] + [weight, positiveWeight].compactMap { $0 },
                    attributes: ["reduction": .int(Int(reduction.rawValue))]) {
             ct_binary_cross_entropy_with_logits(input.handle, target.handle, weight?.handle, positiveWeight?.handle, reduction.rawValue, $0)
         }
@@ -131,7 +131,7 @@ public enum F {
 
     public static func cosineSimilarity(_ a: Tensor, _ b: Tensor, dim: Int = 1, eps: Double = 1e-8,
                                         file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        makeTensor("cosine_similarity", CallSite(file: file, line: line), inputs: [a, b], attributes: ["dim": .int(dim), "eps": .double(eps)]) {
+        makeTensor(.cosineSimilarity, CallSite(file: file, line: line), inputs: [a, b], attributes: ["dim": .int(dim), "eps": .double(eps)]) {
             ct_cosine_similarity(a.handle, b.handle, Int64(dim), eps, $0)
         }
     }
@@ -152,7 +152,7 @@ public enum F {
     public static func interpolate(_ x: Tensor, size: (height: Int, width: Int), mode: InterpolationMode = .bilinear,
                                    alignCorners: Bool = false, antialias: Bool = false,
                                    file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        makeTensor("interpolate", CallSite(file: file, line: line), inputs: [x],
+        makeTensor(.interpolate, CallSite(file: file, line: line), inputs: [x],
                    attributes: ["size": .ints([size.height, size.width]), "mode": .int(Int(mode.rawValue)),
                                 "align_corners": .bool(alignCorners), "antialias": .bool(antialias)]) {
             ct_interpolate(x.handle, Int64(size.height), Int64(size.width), mode.rawValue, alignCorners, antialias, $0)
@@ -163,7 +163,7 @@ public enum F {
     public static func affineGrid(_ theta: Tensor, size: [Int], alignCorners: Bool = false,
                                   file: StaticString = #fileID, line: UInt = #line) -> Tensor {
         let s = int64s(size)
-        return makeTensor("affine_grid", CallSite(file: file, line: line), inputs: [theta], attributes: ["size": .ints(size), "align_corners": .bool(alignCorners)]) { out in
+        return makeTensor(.affineGrid, CallSite(file: file, line: line), inputs: [theta], attributes: ["size": .ints(size), "align_corners": .bool(alignCorners)]) { out in
             s.withUnsafeBufferPointer { ct_affine_grid(theta.handle, $0.baseAddress, Int64(s.count), alignCorners, out) }
         }
     }
@@ -173,7 +173,7 @@ public enum F {
 
     public static func gridSample(_ x: Tensor, grid: Tensor, mode: GridSampleMode = .bilinear, padding: GridSamplePadding = .zeros,
                                   alignCorners: Bool = false, file: StaticString = #fileID, line: UInt = #line) -> Tensor {
-        makeTensor("grid_sample", CallSite(file: file, line: line), inputs: [x, grid],
+        makeTensor(.gridSample, CallSite(file: file, line: line), inputs: [x, grid],
                    attributes: ["mode": .int(Int(mode.rawValue)), "padding": .int(Int(padding.rawValue)), "align_corners": .bool(alignCorners)]) {
             ct_grid_sample(x.handle, grid.handle, mode.rawValue, padding.rawValue, alignCorners, $0)
         }

@@ -35,7 +35,7 @@ public final class Generator: @unchecked Sendable {
 
     /// The complete internal state as a uint8 tensor, for checkpoints.
     public var state: Tensor {
-        makeTensor("generator_get_state", nil, inputs: []) { ct_generator_get_state(handle, $0) }
+        makeTensor(.generatorGetState, nil, inputs: []) { ct_generator_get_state(handle, $0) }
     }
 
     /// Restores a state from `state`; throws when it is not a state of this kind of generator.

@@ -27,7 +27,8 @@ public enum OpAttribute: Sendable, Equatable, CustomStringConvertible {
 
 /// One op the Torch layer executed while a recorder was active.
 public struct RecordedOp {
-    public let name: String
+    /// `"\(name)"` prints the op's string name ("layer_norm").
+    public let name: OpName
     public let inputs: [Tensor]
     public let outputs: [Tensor]
     public let attributes: [String: OpAttribute]
@@ -90,10 +91,10 @@ public final class OpRecorder {
         }
     }
 
-    func append(name: StaticString, inputs: [Tensor], outputs: [Tensor], attributes: [String: OpAttribute]) {
+    func append(name: OpName, inputs: [Tensor], outputs: [Tensor], attributes: [String: OpAttribute]) {
         inputs.forEach(register)
         outputs.forEach(register)
-        ops.append(RecordedOp(name: "\(name)", inputs: inputs, outputs: outputs, attributes: attributes))
+        ops.append(RecordedOp(name: name, inputs: inputs, outputs: outputs, attributes: attributes))
     }
 
     /// One line per op: `%3 = linear(%0, %1, %2)`.
@@ -109,7 +110,7 @@ public final class OpRecorder {
 
 /// Tells the active recorder of this thread, if any, about an executed op.
 @inline(__always)
-func recordIfActive(_ name: StaticString, inputs: () -> [Tensor], outputs: () -> [Tensor],
+func recordIfActive(_ name: OpName, inputs: () -> [Tensor], outputs: () -> [Tensor],
                     attributes: () -> [String: OpAttribute]) {
     guard OpRecorder.isAnyActive, let recorder = ThreadState.current.recorder else { return }
     recorder.append(name: name, inputs: inputs(), outputs: outputs(), attributes: attributes())

@@ -22,7 +22,7 @@ public final class Tensor: @unchecked Sendable {
 /// The one path every op takes: call the bridge, handle failure, tell the recorder.
 
 func makeTensor(
-    _ op: StaticString, _ site: CallSite?,
+    _ op: OpName, _ site: CallSite?,
     inputs: @autoclosure () -> [Tensor],
     attributes: @autoclosure () -> [String: OpAttribute] = [:],
     _ call: (UnsafeMutablePointer<OpaquePointer?>) -> ct_status
@@ -40,7 +40,7 @@ func makeTensor(
 /// Same as `makeTensor` for ops with two results (values and indices).
 
 func makeTensorPair(
-    _ op: StaticString, _ site: CallSite?,
+    _ op: OpName, _ site: CallSite?,
     inputs: @autoclosure () -> [Tensor],
     attributes: @autoclosure () -> [String: OpAttribute] = [:],
     _ call: (UnsafeMutablePointer<OpaquePointer?>, UnsafeMutablePointer<OpaquePointer?>) -> ct_status
@@ -58,7 +58,7 @@ func makeTensorPair(
 /// Same as `makeTensor` for ops returning a list (split, chunk).
 
 func makeTensorList(
-    _ op: StaticString, _ site: CallSite?,
+    _ op: OpName, _ site: CallSite?,
     inputs: @autoclosure () -> [Tensor],
     attributes: @autoclosure () -> [String: OpAttribute] = [:],
     _ call: (UnsafeMutablePointer<OpaquePointer?>) -> ct_status
@@ -100,7 +100,7 @@ func query<T>(_ op: StaticString, _ site: CallSite?, _ fallback: T, inputs: @aut
 
 /// For in-place ops: runs the call, reports failure, records the op with `self` as output.
 
-func mutate(_ op: StaticString, _ site: CallSite?, _ target: Tensor, inputs: @autoclosure () -> [Tensor],
+func mutate(_ op: OpName, _ site: CallSite?, _ target: Tensor, inputs: @autoclosure () -> [Tensor],
             attributes: @autoclosure () -> [String: OpAttribute] = [:], _ call: () -> ct_status) {
     if call() != 0 {
         reportFailure(op, site, inputs: inputs)

@@ -76,18 +76,23 @@ public func withTorchErrors<R>(_ body: () throws -> R) throws -> R {
 /// Handles a failed bridge call: throws into the innermost `withTorchErrors` scope or traps.
 @usableFromInline
 func reportFailure(_ op: StaticString, _ site: CallSite?, inputs: () -> [Tensor]) {
-    reportFailure(op, site, message: String(cString: ct_last_error()), inputs: inputs)
+    reportFailure("\(op)", site, message: String(cString: ct_last_error()), inputs: inputs)
+}
+
+/// Same, for a recorded op.
+func reportFailure(_ op: OpName, _ site: CallSite?, inputs: () -> [Tensor]) {
+    reportFailure(op.rawValue, site, message: String(cString: ct_last_error()), inputs: inputs)
 }
 
 /// Same, for a failure detected in Swift before calling the bridge.
-func reportFailure(_ op: StaticString, _ site: CallSite?, message: String, inputs: () -> [Tensor]) {
+func reportFailure(_ op: String, _ site: CallSite?, message: String, inputs: () -> [Tensor]) {
     let state = ThreadState.current
     guard let scope = state.errorScopes.last else {
         let shapes = inputs().map { $0.shapeIfDefined ?? [] }
-        fatalError("\(TorchError(operation: "\(op)", message: message, site: site, inputShapes: shapes))")
+        fatalError("\(TorchError(operation: op, message: message, site: site, inputShapes: shapes))")
     }
     if scope.firstError == nil {
         let shapes = inputs().map { $0.shapeIfDefined ?? [] }
-        scope.firstError = TorchError(operation: "\(op)", message: message, site: site, inputShapes: shapes)
+        scope.firstError = TorchError(operation: op, message: message, site: site, inputShapes: shapes)
     }
 }

@@ -202,7 +202,7 @@ struct ExportTests {
         do {
             _ = try EncoderExport.graph(name: "g", model: linear, options: ExportOptions(), inputs: [TracedInput(x, name: "x", axes: ["batch", nil])],
                                         output: "y", sequence: nil) { linear(x).cumsum(dim: 1) }
-        } catch { #expect("\(error)".contains("'cumsum'")) }
+        } catch { #expect("\(error)".contains("op 'cumsum' has no ONNX lowering")) }
     }
 }
 

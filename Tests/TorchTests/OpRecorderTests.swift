@@ -9,7 +9,8 @@ struct OpRecorderTests {
         let recorder = OpRecorder()
         let y = recorder.record { F.gelu(F.linear(x, weight: weight, bias: bias), approximate: .tanh).reshape(-1, 6) }
 
-        #expect(recorder.ops.map(\.name) == ["linear", "gelu", "reshape"])
+        #expect(recorder.ops.map(\.name) == [.linear, .gelu, .reshape])
+        #expect(recorder.ops.map { "\($0.name)" } == ["linear", "gelu", "reshape"])
         let linear = recorder.ops[0], gelu = recorder.ops[1], reshape = recorder.ops[2]
         #expect(linear.inputs.map { recorder.id(of: $0) } == [x, weight, bias].map { recorder.id(of: $0) })
         #expect(recorder.id(of: gelu.inputs[0]) == recorder.id(of: linear.outputs[0]))
@@ -27,7 +28,7 @@ struct OpRecorderTests {
         _ = x.exp()
         recorder.record { _ = x.topk(2); _ = x.chunk(2) }
         _ = x.sin()
-        #expect(recorder.ops.map(\.name) == ["topk", "chunk"])
+        #expect(recorder.ops.map(\.name) == [.topk, .chunk])
         #expect(recorder.ops[0].outputs.count == 2)
         #expect(recorder.ops[1].outputs.count == 2)
     }
@@ -43,7 +44,7 @@ struct OpRecorderTests {
             while !other.isFinished { usleep(100) }
         }
         #expect(recorder.ops.count == 10)
-        #expect(recorder.ops.allSatisfy { $0.name == "mul_scalar" })
+        #expect(recorder.ops.allSatisfy { $0.name == .mulScalar })
     }
 
     @Test func nestedRecorderTakesOverAndRestores() {
@@ -54,8 +55,20 @@ struct OpRecorderTests {
             inner.record { _ = x.log() }
             _ = x.sqrt()
         }
-        #expect(outer.ops.map(\.name) == ["exp", "sqrt"])
-        #expect(inner.ops.map(\.name) == ["log"])
+        #expect(outer.ops.map(\.name) == [.exp, .sqrt])
+        #expect(inner.ops.map(\.name) == [.log])
+    }
+
+    @Test func opNamesPrintAsTheirTorchStyleStrings() {
+        #expect(OpName.layerNorm.rawValue == "layer_norm")
+        #expect(OpName(rawValue: "mul_") == .mulInPlace)
+        #expect("\(OpName.scaledDotProductAttention)" == "scaled_dot_product_attention")
+        #expect(OpName.allCases.allSatisfy { "\($0)" == $0.rawValue })
+        let x = Tensor.ones([2])
+        let recorder = OpRecorder()
+        recorder.record { x.add_(x); _ = x.variance() }
+        #expect(recorder.ops.map(\.name) == [.addInPlace, .var])
+        #expect(recorder.summary.contains("= add_(") && recorder.summary.contains("= var("))
     }
 }
 
