@@ -57,7 +57,7 @@ extension PretrainedCheckpoint {
     public func tokenizer() throws -> TensorTokenizer {
         var limit: Int?
         switch model {
-        case .dualEncoder(let e): limit = (e.textModel as? CLIPTextTransformer)?.config.maxPositionEmbeddings
+        case .dualEncoder(let encoder): limit = (encoder.textModel as? CLIPTextTransformer)?.config.maxPositionEmbeddings
         case .textEncoder: limit = nil
         }
         return try TensorTokenizer.fromDirectory(directory, contextLength: limit)

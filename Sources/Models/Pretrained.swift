@@ -57,12 +57,12 @@ public enum Pretrained {
         var preprocessing: ImagePreprocessing?
         if FileManager.default.fileExists(atPath: preprocessorPath) {
             preprocessing = try ImagePreprocessing.huggingFace(configAt: preprocessorPath)
-        } else if case .dualEncoder(let e) = model, let vision = e.visionModel as? CLIPVisionTransformer {
+        } else if case .dualEncoder(let encoder) = model, let vision = encoder.visionModel as? CLIPVisionTransformer {
             preprocessing = ImagePreprocessing(size: vision.config.imageSize)
         }
         switch model {
-        case .dualEncoder(let e): e.eval()
-        case .textEncoder(let b, _): b.eval()
+        case .dualEncoder(let encoder): encoder.eval()
+        case .textEncoder(let bert, _): bert.eval()
         }
         return PretrainedCheckpoint(directory: directory, model: model, preprocessing: preprocessing)
     }

@@ -10,32 +10,24 @@ struct ExportCommand: ParsableCommand {
 
     @Option(help: "Checkpoint folder (Hugging Face layout), e.g. Checkpoints/clip-finetune/best.") var checkpoint: String
     @Option(help: "Output folder; default: <checkpoint>-onnx-<precision>.") var out: String?
-    @Option(help: "fp32, fp16 or int8.") var precision = "fp32"
-    @Option(help: "The text encoder's precision, when it should differ (e.g. --precision int8 --text-precision fp16).") var textPrecision: String?
+    @Option(help: "fp32, fp16 or int8.") var precision: ExportPrecision = .fp32
+    @Option(help: "The text encoder's precision, when it should differ (e.g. --precision int8 --text-precision fp16).") var textPrecision: ExportPrecision?
     @Option(help: "ONNX opset (17 or 18).") var opset = 17
     @Flag(help: "Leave the embeddings unnormalised.") var noNormalize = false
     @Flag(help: "int8: quantize activations per token (more accurate, slower in onnxruntime).") var perTokenActivations = false
     @Flag(help: "Replace the output folder if it exists.") var overwrite = false
 
     func run() throws {
-        guard let p = ExportPrecision(rawValue: precision) else {
-            throw ValidationError("--precision must be one of \(ExportPrecision.allCases.map(\.rawValue).joined(separator: ", ")), got '\(precision)'")
-        }
-        let textP = try textPrecision.map { value in
-            guard let p = ExportPrecision(rawValue: value) else { throw ValidationError("--text-precision must be fp32, fp16 or int8, got '\(value)'") }
-            return p
-        }
-        let folder = out ?? "\(checkpoint.hasSuffix("/") ? String(checkpoint.dropLast()) : checkpoint)-onnx-\(p.rawValue)"
+        let folder = out ?? "\(checkpoint.hasSuffix("/") ? String(checkpoint.dropLast()) : checkpoint)-onnx-\(precision.rawValue)"
         let started = Date()
-        let result = try EncoderExport.export(checkpoint: checkpoint, to: folder,
-                                              options: {
-            var o = ExportOptions(precision: p, opset: opset, normalize: !noNormalize, overwrite: overwrite, textPrecision: textP)
-            o.perTokenActivations = perTokenActivations
-            return o
-        }())
+        var options = ExportOptions(precision: precision, opset: opset, normalize: !noNormalize, overwrite: overwrite, textPrecision: textPrecision)
+        options.perTokenActivations = perTokenActivations
+        let result = try EncoderExport.export(checkpoint: checkpoint, to: folder, options: options)
         for (name, size) in result.files.sorted(by: { $0.key < $1.key }) {
             print(String(format: "%10.2f MB  %@/%@", Double(size) / 1e6, folder, name))
         }
-        print(String(format: "exported %@ (%@, opset %d) in %.1f s", checkpoint, p.rawValue, opset, Date().timeIntervalSince(started)))
+        print(String(format: "exported %@ (%@, opset %d) in %.1f s", checkpoint, precision.rawValue, opset, Date().timeIntervalSince(started)))
     }
 }
+
+extension ExportPrecision: ExpressibleByArgument {}

@@ -68,7 +68,7 @@ struct LoaderDeterminismTests {
         let second = ImagePipeline(preprocessing: ImagePreprocessing(size: 16, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]), augmentation: augmentation)
         let augmenter = eda ? TextAugmenter(wordNet: try wordNet.get(), config: TextAugmentationConfig(
             synonymReplacement: 0.2, randomInsertion: 0.1, randomSwap: 0.1, randomDeletion: 0.1)) : nil
-        return DataLoader(source: source, pipeline: pipeline, secondView: second, captionAugmenter: augmenter,
+        return DataLoader(source: source, pipeline: pipeline, teacherView: second, captionAugmenter: augmenter,
                           options: DataLoaderOptions(batchSize: 6, threads: threads, seed: 17, shuffle: true, dropLast: false, shuffleBuffer: 9))
     }
 
@@ -83,7 +83,7 @@ struct LoaderDeterminismTests {
         var out: [Sample] = []
         while let batch = try iterator.next() {
             for i in 0..<batch.count {
-                out.append(Sample(origin: batch.origins[i], caption: batch.captions[i], pixels: batch.pixels[i], second: batch.secondViewPixels![i]))
+                out.append(Sample(origin: batch.origins[i], caption: batch.captions[i], pixels: batch.pixels[i], second: batch.teacherPixels![i]))
             }
         }
         #expect(iterator.skippedCount == 0)

@@ -25,7 +25,7 @@ struct AccumulationTests {
     }
 
     static func batch(_ pixels: Tensor, _ captions: [String]) -> Batch {
-        Batch(pixels: pixels, secondViewPixels: nil, captions: captions, tokenIds: nil, attentionMask: nil,
+        Batch(pixels: pixels, teacherPixels: nil, captions: captions, tokenIds: nil, attentionMask: nil,
               labels: captions.map { _ in nil }, origins: captions, epoch: 0, position: 0)
     }
 
@@ -69,7 +69,7 @@ struct AccumulationTests {
     }
 
     static func slice(_ b: Batch, _ r: Range<Int>) -> Batch {
-        Batch(pixels: b.pixels[r], secondViewPixels: b.secondViewPixels.map { $0[r] }, captions: Array(b.captions[r]),
+        Batch(pixels: b.pixels[r], teacherPixels: b.teacherPixels.map { $0[r] }, captions: Array(b.captions[r]),
               tokenIds: nil, attentionMask: nil, labels: Array(b.labels[r]), origins: Array(b.origins[r]), epoch: b.epoch, position: b.position)
     }
 

@@ -63,12 +63,12 @@ struct DistillationTests {
         let recipe = try studentRecipe(runs, name: "student", steps: 18)
         let plan = try RunBuilder.distillation(recipe, resolved: recipe.resolvedJSON())
         let objective = try #require(plan.setup.objective as? DistillationObjective)
-        #expect(plan.setup.train.secondView != nil, "teacher (32 px) and student (48 px) need two views")
+        #expect(plan.setup.train.teacherView != nil, "teacher (32 px) and student (48 px) need two views")
         #expect(!objective.projections.isEmpty, "student 8-d, teacher 16-d: projections are learned")
 
         // Distillation terms on a fixed batch (with the teacher's view), without gradients.
         let batch = try #require(try plan.setup.train.epoch(99).next())
-        #expect(batch.secondViewPixels?.shape == [16, 3, 32, 32] && batch.pixels.shape == [16, 3, 48, 48])
+        #expect(batch.teacherPixels?.shape == [16, 3, 32, 32] && batch.pixels.shape == [16, 3, 48, 48])
         func terms() -> [String: Double] {
             withNoGrad {
                 let student = objective.student

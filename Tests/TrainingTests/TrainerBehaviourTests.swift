@@ -35,7 +35,7 @@ final class HookedObjective: TrainingObjective {
         var batches = micro
         if nanPixelsAt.contains(calls) {
             batches = micro.map { b in
-                Batch(pixels: Tensor.full(b.pixels.shape, Double.nan), secondViewPixels: b.secondViewPixels, captions: b.captions,
+                Batch(pixels: Tensor.full(b.pixels.shape, Double.nan), teacherPixels: b.teacherPixels, captions: b.captions,
                       tokenIds: b.tokenIds, attentionMask: b.attentionMask, labels: b.labels, origins: b.origins, epoch: b.epoch, position: b.position)
             }
         }

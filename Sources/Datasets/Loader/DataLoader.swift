@@ -49,7 +49,7 @@ public struct Batch: @unchecked Sendable {
     public let pixels: Tensor
     /// The same augmented images through the loader's second pipeline (a teacher's own size and
     /// normalisation), when it has one.
-    public let secondViewPixels: Tensor?
+    public let teacherPixels: Tensor?
     public let captions: [String]
     /// [batch, tokens] int64 and its mask, when a tokenizer was given.
     public let tokenIds: Tensor?
@@ -69,20 +69,20 @@ public final class DataLoader: @unchecked Sendable {
     public let source: DatasetSource
     /// nil: text only (images are neither read nor decoded).
     public let pipeline: ImagePipeline?
-    /// A second preprocessing of each image with the same random augmentation (distillation
-    /// teachers with their own image size or normalisation).
-    public let secondView: ImagePipeline?
+    /// The teacher's view: a second preprocessing of each image with the same random
+    /// augmentation (distillation teachers with their own image size or normalisation).
+    public let teacherView: ImagePipeline?
     public let captionAugmenter: TextAugmenter?
     public let tokenizer: CaptionTokenizer?
     public let options: DataLoaderOptions
 
-    public init(source: DatasetSource, pipeline: ImagePipeline?, secondView: ImagePipeline? = nil, captionAugmenter: TextAugmenter? = nil,
+    public init(source: DatasetSource, pipeline: ImagePipeline?, teacherView: ImagePipeline? = nil, captionAugmenter: TextAugmenter? = nil,
                 tokenizer: CaptionTokenizer? = nil, options: DataLoaderOptions) {
         precondition(options.batchSize > 0 && options.threads > 0 && options.prefetchBatches > 0, "batch size, threads and prefetch must be positive")
-        precondition(pipeline != nil || secondView == nil, "a second view needs images")
+        precondition(pipeline != nil || teacherView == nil, "a teacher view needs images")
         self.source = source
         self.pipeline = pipeline
-        self.secondView = secondView
+        self.teacherView = teacherView
         self.captionAugmenter = captionAugmenter
         self.tokenizer = tokenizer
         self.options = options
@@ -136,7 +136,7 @@ public final class EpochIterator {
     public func next() throws -> Batch? {
         guard !finished else { return nil }
         let options = loader.options
-        var pixels = [Float](), secondPixels = [Float]()
+        var pixels = [Float](), teacherViewPixels = [Float]()
         pixels.reserveCapacity(options.batchSize * (loader.pipeline?.sampleCount ?? 0))
         var captions: [String] = [], labels: [String?] = [], origins: [String] = []
         while captions.count < options.batchSize {
@@ -148,7 +148,7 @@ public final class EpochIterator {
             switch item {
             case .success(let sample):
                 pixels += sample.pixels
-                secondPixels += sample.secondViewPixels
+                teacherViewPixels += sample.teacherPixels
                 captions.append(sample.caption)
                 labels.append(sample.label)
                 origins.append(sample.origin)
@@ -174,7 +174,7 @@ public final class EpochIterator {
         }
         let tokens = loader.tokenizer?.encode(captions)
         return Batch(pixels: images(loader.pipeline, pixels) ?? Tensor.zeros([captions.count, 0]),
-                     secondViewPixels: images(loader.secondView, secondPixels),
+                     teacherPixels: images(loader.teacherView, teacherViewPixels),
                      captions: captions, tokenIds: tokens?.ids, attentionMask: tokens?.attentionMask,
                      labels: labels, origins: origins, epoch: epoch, position: position)
     }
@@ -184,7 +184,7 @@ public final class EpochIterator {
 
 struct ProcessedSample: Sendable {
     let pixels: [Float]
-    let secondViewPixels: [Float]
+    let teacherPixels: [Float]
     let caption: String
     let label: String?
     let origin: String

@@ -38,7 +38,7 @@ struct Worker {
         let options = loader.options
         do {
             var random = SeededRandom(seed: options.seed, epoch: epoch, index: id)
-            var pixels: [Float] = [], secondPixels: [Float] = []
+            var pixels: [Float] = [], teacherViewPixels: [Float] = []
             if let pipeline = loader.pipeline {
                 let bytes: [UInt8]
                 switch record.image {
@@ -50,16 +50,16 @@ struct Worker {
                     bytes = [UInt8](data)
                 case .none: throw ImageDecodeError(reason: "the sample has no image (a text-only source) but the model needs one")
                 }
-                // The second view replays the same random draws: same crop, flip and jitter.
+                // The teacher view replays the same random draws: same crop, flip and jitter.
                 var replay = random
                 pixels = try Self.run(pipeline, bytes, decoder, &random)
-                if let second = loader.secondView { secondPixels = try Self.run(second, bytes, decoder, &replay) }
+                if let teacherView = loader.teacherView { teacherViewPixels = try Self.run(teacherView, bytes, decoder, &replay) }
             }
             var caption = TextAugmenter.pick(record.captions, epoch: epoch, index: captionID, seed: options.seed)
             if let augmenter = loader.captionAugmenter {
                 caption = augmenter.augment(caption, seed: options.seed, epoch: epoch, index: id)
             }
-            return .success(ProcessedSample(pixels: pixels, secondViewPixels: secondPixels, caption: caption, label: record.label, origin: record.origin))
+            return .success(ProcessedSample(pixels: pixels, teacherPixels: teacherViewPixels, caption: caption, label: record.label, origin: record.origin))
         } catch {
             return .failure(.sample(SampleIssue(origin: record.origin, reason: "\(error)")))
         }

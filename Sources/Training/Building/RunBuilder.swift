@@ -97,7 +97,7 @@ public enum RunBuilder {
         let options = DataLoaderOptions(batchSize: data.batchSize, threads: data.threads, seed: UInt64(recipe.seed), shuffle: true, dropLast: true,
                                         badSamples: data.badSamples, shuffleBuffer: data.shuffleBuffer)
         let teacherPipeline = teacherView.map { ImagePipeline(preprocessing: $0, augmentation: images?.augmentation) }
-        let train = DataLoader(source: trainSource, pipeline: images, secondView: teacherPipeline, captionAugmenter: captionAugmenter, options: options)
+        let train = DataLoader(source: trainSource, pipeline: images, teacherView: teacherPipeline, captionAugmenter: captionAugmenter, options: options)
         var validation: DataLoader?
         if let val = data.val {
             var valOptions = options

@@ -80,7 +80,7 @@ public final class DistillationObjective: TrainingObjective {
     /// The teacher's normalised embeddings of a batch: its own view of the images (when its
     /// preprocessing differs) and its own tokenizer; cached rows when caching is on.
     func teacherEmbeddings(_ batch: Batch) -> (image: Tensor, text: Tensor) {
-        let pixels = batch.secondViewPixels ?? batch.pixels
+        let pixels = batch.teacherPixels ?? batch.pixels
         guard let cache else { return (teacher.imageEmbeddings(pixels), teacher.textEmbeddings(batch.captions)) }
         let image = cache.cachesImages
             ? cache.images(batch.origins) { rows in

@@ -64,7 +64,7 @@ public struct DistillationReport {
         }
         let teacher = plan.teacher
         var teacherRates = ["texts": rate(teacherBatches) { teacher.textEmbeddings($0.captions) }]
-        if !teacher.isTextOnly { teacherRates["images"] = rate(teacherBatches) { teacher.imageEmbeddings($0.secondViewPixels ?? $0.pixels) } }
+        if !teacher.isTextOnly { teacherRates["images"] = rate(teacherBatches) { teacher.imageEmbeddings($0.teacherPixels ?? $0.pixels) } }
         let studentRates = plan.setup.objective.embedders.mapValues { rate(studentBatches, $0) }
         return (teacherRates, studentRates)
     }

@@ -16,7 +16,7 @@ public final class Teacher {
     public let parameterCount: Int
 
     public var dualEncoder: DualEncoder? {
-        if case .dualEncoder(let e) = checkpoint.model { return e }
+        if case .dualEncoder(let encoder) = checkpoint.model { return encoder }
         return nil
     }
     public var isTextOnly: Bool { dualEncoder == nil }
@@ -30,12 +30,12 @@ public final class Teacher {
         checkpoint = try Pretrained.load(path)
         tokenizer = try checkpoint.tokenizer()
         switch checkpoint.model {
-        case .dualEncoder(let e):
-            e.freeze()
-            e.eval()
-            logitScale = Foundation.exp(e.logitScale.item(Double.self))
-            embeddingDim = e.projectionDim
-            parameterCount = e.parameterCount
+        case .dualEncoder(let encoder):
+            encoder.freeze()
+            encoder.eval()
+            logitScale = Foundation.exp(encoder.logitScale.item(Double.self))
+            embeddingDim = encoder.projectionDim
+            parameterCount = encoder.parameterCount
         case .textEncoder(let bert, _):
             bert.freeze()
             bert.eval()
@@ -47,8 +47,8 @@ public final class Teacher {
 
     /// Normalised image embeddings [n, D] of pixels preprocessed the teacher's way.
     public func imageEmbeddings(_ pixels: Tensor) -> Tensor {
-        guard let e = dualEncoder else { fatalError("a text-only teacher has no image tower") }
-        return withNoGrad { F.normalize(e.imageFeatures(pixels), dim: -1) }
+        guard let encoder = dualEncoder else { fatalError("a text-only teacher has no image tower") }
+        return withNoGrad { F.normalize(encoder.imageFeatures(pixels), dim: -1) }
     }
 
     /// Normalised text embeddings [n, D], tokenised with the teacher's tokenizer.
@@ -56,7 +56,7 @@ public final class Teacher {
         let (ids, mask) = tokenizer.encode(captions)
         return withNoGrad {
             switch checkpoint.model {
-            case .dualEncoder(let e): F.normalize(e.textFeatures(ids: ids, attentionMask: mask), dim: -1)
+            case .dualEncoder(let encoder): F.normalize(encoder.textFeatures(ids: ids, attentionMask: mask), dim: -1)
             case .textEncoder(let bert, _): F.normalize(bert.pooled(ids: ids, attentionMask: mask), dim: -1)
             }
         }

@@ -86,12 +86,13 @@ public final class TextDistillationObjective: TrainingObjective {
             }
         }
         guard !students.isEmpty else { throw DataFileError(file: "validation data", reason: "has no usable sentences") }
-        let s = Tensor.cat(students), t = Tensor.cat(teachers)
-        let cosine = (s * t).sum(dim: -1)
-        let nearest = s.matmul(t.mT).argmax(dim: 1)
-        let correct = nearest.eq(Tensor.arange(0, s.size(0))).to(.float32).mean()
+        let allStudents = Tensor.cat(students), allTeachers = Tensor.cat(teachers)
+        let cosine = (allStudents * allTeachers).sum(dim: -1)
+        let nearest = allStudents.matmul(allTeachers.mT).argmax(dim: 1)
+        let count = allStudents.size(0)
+        let correct = nearest.eq(Tensor.arange(0, count)).to(.float32).mean()
         return ["teacher_cosine": cosine.mean().item(Double.self), "teacher_cosine_min": cosine.min().item(Double.self),
-                "teacher_match_R@1": correct.item(Double.self), "val_samples": Double(s.size(0))]
+                "teacher_match_R@1": correct.item(Double.self), "val_samples": Double(count)]
     }
 
     /// A BERT checkpoint that sentence-transformers and this framework load with its pooling
