@@ -67,8 +67,9 @@ public enum ModelBuilder {
                 : try TensorTokenizer.fromDirectory(source, contextLength: sizes.maxPositionEmbeddings)
             return (CLIPTextTransformer(sizes), tokenizer, source)   // a .gz becomes vocab.json + merges.txt in checkpoints
         case .bert:
-            // The decoder requires a WordPiece folder for a BERT tower built from sizes.
-            let folder = tower.tokenizer ?? ""
+            guard let folder = tower.tokenizer else {
+                throw TrainingError(message: "model.text.tokenizer: a BERT text tower needs a WordPiece tokenizer folder (with vocab.txt)")
+            }
             let tokenizer = try TensorTokenizer.fromDirectory(folder, contextLength: sizes.maxPositionEmbeddings)
             guard let wordPiece = tokenizer.tokenizer as? WordPieceTokenizer else {
                 throw TrainingError(message: "model.text.tokenizer: '\(folder)' is not a WordPiece (vocab.txt) tokenizer, which a BERT text tower needs")

@@ -55,7 +55,7 @@ public enum RunBuilder {
         switch source {
         case .shards(let pattern): return .shards(try WebDataset.shards(pattern))
         case .manifest(let manifest):
-            let format: ManifestSource.Format? = manifest.separator.map { .csv(separator: $0.asciiValue ?? 44) }
+            let format: ManifestSource.Format? = manifest.separator.map { .csv(separator: $0.asciiValue!) }   // the decoder takes ASCII only
             return .manifest(try ManifestSource(path: manifest.path, format: format, imageColumn: manifest.imageColumn,
                                                 captionColumn: manifest.captionColumn, labelColumn: manifest.labelColumn))
         }
