@@ -113,8 +113,8 @@ let package = Package(
         .testTarget(name: "ONNXTests", dependencies: ["ONNX"], exclude: ["check_model.py"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "TestSupport"], resources: [.copy("Fixtures")]),
         // Runs the built programs in child processes; depending on them makes `swift test` build them.
-        .testTarget(name: "ProgramTests", dependencies: ["train", "distill", "export", "eval", "embed", "pack", "make-dataset",
-                                                         "Datasets", "Models", "Tokenizers", "NN", "Torch", "TestSupport"]),
+        .testTarget(name: "ProgramTests", dependencies: ["train", "distill", "export", "eval", "embed", "pack", "make-dataset", "doctor",
+                                                         "Datasets", "Models", "Tokenizers", "NN", "Torch", "Training", "TestSupport"]),
     ],
     cxxLanguageStandard: .cxx20
 )

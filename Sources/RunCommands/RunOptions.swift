@@ -2,17 +2,48 @@ import ArgumentParser
 import Foundation
 import Training
 
-/// The options `train` and `distill` share: the recipe, `--set` overrides and `--resume`.
+/// The options `train` and `distill` share: the recipe, `--set` overrides, `--resume`, and the
+/// flags people know from open_clip and transformers' `run_clip.py` as shorthands for `--set`.
 public struct RunOptions: ParsableArguments {
     @Option(help: "The recipe (JSON).") public var recipe: String?
-    @Option(name: .customLong("set"), help: "Override a recipe field: --set optimizer.lr=1e-4 (repeatable).") public var overrides: [String] = []
+    @Option(name: .customLong("set"), help: "Override a recipe field: --set optimizer.lr=1e-4 (repeatable; applied after the flags below).")
+    public var overrides: [String] = []
     @Flag(help: "Continue the run from its last/ checkpoint.") public var resume = false
+
+    @Option(help: "Training data: a shard pattern or a CSV/TSV/JSON(L) manifest (data.train).") public var trainData: String?
+    @Option(help: "Validation data, as --train-data (data.val).") public var valData: String?
+    @Option(help: "Samples per micro-batch (data.batch_size).") public var batchSize: Int?
+    @Option(help: "Base learning rate (optimizer.lr).") public var lr: Double?
+    @Option(help: "Passes over the training data (epochs).") public var epochs: Int?
+    @Option(help: "Folder of run folders (checkpoint.directory).") public var outputDir: String?
+    @Option(help: "A dual-encoder checkpoint folder to start from; replaces the recipe's model section (model={\"checkpoint\": …}).")
+    public var model: String?
+    @Option(help: "fp32 or bf16 (precision).") public var precision: String?
+    @Option(help: "Seed of initialisation, shuffling and augmentation (seed).") public var seed: Int?
 
     public init() {}
 
+    /// The flags as `--set` overrides, before the explicit ones (which therefore win).
+    public var allOverrides: [String] {
+        func quoted(_ text: String) -> String {
+            String(decoding: (try? JSONSerialization.data(withJSONObject: text, options: [.fragmentsAllowed, .withoutEscapingSlashes])) ?? Data(), as: UTF8.self)
+        }
+        var result: [String] = []
+        if let model { result.append("model={\"checkpoint\": \(quoted(model))}") }
+        if let trainData { result.append("data.train=\(quoted(trainData))") }
+        if let valData { result.append("data.val=\(quoted(valData))") }
+        if let batchSize { result.append("data.batch_size=\(batchSize)") }
+        if let lr { result.append("optimizer.lr=\(lr)") }
+        if let epochs { result.append("epochs=\(epochs)") }
+        if let outputDir { result.append("checkpoint.directory=\(quoted(outputDir))") }
+        if let precision { result.append("precision=\(quoted(precision))") }
+        if let seed { result.append("seed=\(seed)") }
+        return result + overrides
+    }
+
     /// The recipe file (`defaultRecipe` when none is given), decoded with the overrides and checked.
     public func load(defaultRecipe: String) throws -> (Recipe, resolved: Data) {
-        try RunBuilder.load(recipe ?? defaultRecipe, overrides: overrides)
+        try RunBuilder.load(recipe ?? defaultRecipe, overrides: allOverrides)
     }
 
     /// Whether to continue from `last/`: the flag, or `"resume": "latest"` in the recipe.
@@ -31,4 +62,9 @@ public func finish(_ result: TrainingResult, trainer: Trainer) throws {
 /// One line per summary metric of the objective: `image_to_text_R@1 0.5130`.
 public func summaryLines(_ metrics: [String: Double], of objective: any TrainingObjective) -> [String] {
     objective.metrics.filter(\.summary).compactMap { metric in metrics[metric.name].map { String(format: "%@ %.4f", metric.name, $0) } }
+}
+
+/// Writes lines to standard error at once (unbuffered), so they come first in a piped log.
+public func printToStandardError(_ lines: [String]) {
+    FileHandle.standardError.write(Data(lines.map { $0 + "\n" }.joined().utf8))
 }

@@ -1,5 +1,12 @@
 import CTorch
 
+/// The framework's own version, shown by every command's `--version` and kept in checkpoints.
+public enum ClipTune {
+    public static let version = "0.2.0"
+    /// `cliptune 0.2.0 (libtorch 2.15.0)`.
+    public static var versionLine: String { "cliptune \(version) (libtorch \(Torch.version))" }
+}
+
 /// Process-wide libtorch settings and facts.
 public enum Torch {
     /// libtorch's version string, e.g. "2.15.0".

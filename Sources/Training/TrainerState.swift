@@ -19,7 +19,7 @@ public struct TrainerState: Codable, Sendable, Equatable {
     public var libraryVersion: String
     public var torchVersion: String
 
-    public static let currentLibraryVersion = "0.1.0"
+    public static var currentLibraryVersion: String { ClipTune.version }
 
     public init(globalStep: Int, epoch: Int = 0, samplesSeenInEpoch: Int = 0, rngStates: [String: String] = [:],
                 bestMetric: Double? = nil, bestStep: Int? = nil, earlyStopping: EarlyStopping? = nil,

@@ -6,7 +6,7 @@ import Torch
 @main
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Side-by-side benchmarks against the reference implementation, reported as ratios.",
+        abstract: "Side-by-side benchmarks against the reference implementation, reported as ratios.", version: ClipTune.versionLine,
         subcommands: [BridgeOverhead.self, DataPipeline.self, TrainStep.self, EmbedThroughput.self, MatmulPeak.self, ExportInputs.self, CLIPTokenizerFiles.self,
                       TokenizerThroughput.self]
     )

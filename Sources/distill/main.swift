@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Torch
 import RunCommands
 import Training
 
@@ -7,7 +8,7 @@ import Training
 /// names the teacher and the loss weights; `model` describes the student).
 @main
 struct Distill: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Distil a teacher checkpoint into a smaller student from a JSON recipe.")
+    static let configuration = CommandConfiguration(abstract: "Distil a teacher checkpoint into a smaller student from a JSON recipe.", version: ClipTune.versionLine)
 
     @OptionGroup var options: RunOptions
 
@@ -16,7 +17,8 @@ struct Distill: ParsableCommand {
         let plan = try RunBuilder.distillation(recipe, resolved: resolved)
         for warning in plan.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
         let setup = plan.setup, teacher = plan.teacher
-        print("run \(recipe.name): \(setup.totalSteps) steps (\(setup.stepsPerEpoch ?? 0) per epoch) → \(setup.runFolder)")
+        printToStandardError(RunSummary.lines(recipe, setup))
+        print("run \(recipe.name): \(plural(setup.totalSteps, "step")) (\(setup.stepsPerEpoch ?? 0) per epoch) → \(setup.runFolder)")
         print(String(format: "teacher %@: %.2fM parameters; student: %.2fM parameters (%.1f%%), %.2fM trainable", teacher.path,
                      Double(teacher.parameterCount) / 1e6, Double(setup.model.parameterCount) / 1e6,
                      100 * Double(setup.model.parameterCount) / Double(teacher.parameterCount), Double(setup.model.trainableParameterCount) / 1e6))

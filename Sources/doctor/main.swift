@@ -7,19 +7,25 @@ import Torch
 @main
 struct Doctor: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Check that libtorch, the bridge, autograd and the downloaded assets work."
+        abstract: "Check that libtorch, the bridge, autograd and the downloaded assets work.", version: ClipTune.versionLine
     )
 
-    @Option(help: "Training steps of the self-check fit.") var steps = 1500
+    /// The fit halves its loss after about 250 steps; fewer cannot tell a working install from a broken one.
+    static let minimumSteps = 300
+
+    @Option(help: "Training steps of the self-check fit (at least \(Self.minimumSteps)).") var steps = 1500
     @Option(help: "Random seed.") var seed: UInt64 = 0
 
     func validate() throws {
-        guard steps > 0 else { throw ValidationError("--steps must be positive") }
+        guard steps >= Self.minimumSteps else {
+            throw ValidationError("--steps \(steps) is too few for the self-check fit to show learning (its loss halves after about 250 steps); give at least \(Self.minimumSteps), or leave the default 1500")
+        }
     }
 
     func run() throws {
         print("libtorch \(Torch.version) · \(Torch.threadCount) threads · CUDA \(Torch.isCUDAAvailable ? "available (\(Torch.cudaDeviceCount) devices)" : "not available")")
-        let assets = FileManager.default.currentDirectoryPath + "/.deps/assets"
+        let assets = ProcessInfo.processInfo.environment["CLIPTUNE_ASSETS"]
+            ?? (ProcessInfo.processInfo.environment["CLIPTUNE_CACHE"] ?? NSHomeDirectory() + "/.cache/cliptune") + "/assets"
         for (name, path) in [("all-MiniLM-L6-v2", "all-MiniLM-L6-v2/model.safetensors"), ("CLIP BPE", "bpe_simple_vocab_16e6.txt.gz")] {
             let present = FileManager.default.fileExists(atPath: "\(assets)/\(path)")
             print("asset \(name): \(present ? "present" : "missing (run Scripts/bootstrap)")")
@@ -28,9 +34,14 @@ struct Doctor: ParsableCommand {
         print(String(format: "self-check fit (2-layer MLP, two spirals, %d steps): loss %.3f → %.3f, accuracy %.1f%%",
                      steps, initial, final, accuracy * 100))
         guard final < initial * 0.5 else {
-            throw ValidationError("the self-check model did not learn (loss \(initial) → \(final)); the installation is broken")
+            throw DoctorError(message: String(format: "the self-check fit did not learn: its loss went from %.3f to %.3f in %d steps, where a working libtorch halves it; check the libtorch that .deps/libtorch (or $LIBTORCH) points to, e.g. by running Scripts/bootstrap again", initial, final, steps))
         }
         print("ok")
+    }
+
+    struct DoctorError: Error, CustomStringConvertible {
+        let message: String
+        var description: String { message }
     }
 
     /// Trains a small classifier with autograd and plain SGD with momentum; returns first and

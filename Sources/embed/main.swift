@@ -9,7 +9,7 @@ import Torch
 @main
 struct Embed: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Embed images and texts with a CLIP, dual-encoder or sentence-transformers checkpoint.")
+        abstract: "Embed images and texts with a CLIP, dual-encoder or sentence-transformers checkpoint.", version: ClipTune.versionLine)
 
     @Option(help: "Checkpoint folder (config.json + model.safetensors + tokenizer files).") var checkpoint: String
     @Option(parsing: .upToNextOption, help: "JPEG files to embed.") var images: [String] = []

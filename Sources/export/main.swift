@@ -1,12 +1,13 @@
 import ArgumentParser
 import Export
 import Foundation
+import Torch
 
 /// ONNX encoders for serving: image_encoder.onnx, text_encoder.onnx, export.json and the
 /// tokenizer files, from any checkpoint the framework loads.
 @main
 struct ExportCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "export", abstract: "Export a checkpoint's encoders to ONNX (fp32, fp16 or int8).")
+    static let configuration = CommandConfiguration(commandName: "export", abstract: "Export a checkpoint's encoders to ONNX (fp32, fp16 or int8).", version: ClipTune.versionLine)
 
     @Option(help: "Checkpoint folder (Hugging Face layout), e.g. Checkpoints/clip-finetune/best.") var checkpoint: String
     @Option(help: "Output folder; default: <checkpoint>-onnx-<precision>.") var out: String?

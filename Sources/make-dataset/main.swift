@@ -1,12 +1,13 @@
 import ArgumentParser
 import Datasets
 import Foundation
+import Torch
 
 /// Generates the embedded dataset (Data/shapes): deterministic, so anyone can re-create the
 /// committed shards byte for byte.
 @main
 struct MakeDataset: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Generate the synthetic shapes dataset as .tar.zst shards.")
+    static let configuration = CommandConfiguration(abstract: "Generate the synthetic shapes dataset as .tar.zst shards.", version: ClipTune.versionLine)
 
     @Option(help: "Output folder.") var out = "Data/shapes"
     @Option(help: "Training pairs.") var train = 4_000

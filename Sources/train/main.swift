@@ -1,20 +1,27 @@
 import ArgumentParser
 import Foundation
+import Torch
 import RunCommands
 import Training
 
 /// Contrastive fine-tuning from a recipe.
 @main
 struct Train: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Fine-tune a CLIP-style dual encoder from a JSON recipe.")
+    static let configuration = CommandConfiguration(abstract: "Fine-tune a CLIP-style dual encoder from a JSON recipe.", version: ClipTune.versionLine)
 
     @OptionGroup var options: RunOptions
+    @Flag(help: "Print the recipe reference (every key, its type, default and meaning) as Markdown and exit.") var recipeReference = false
 
     func run() throws {
+        if recipeReference {
+            print(Recipe.reference(), terminator: "")
+            return
+        }
         let (recipe, resolved) = try options.load(defaultRecipe: "Recipes/clip-finetune.json")
         let setup = try RunBuilder.contrastive(recipe, resolved: resolved)
+        printToStandardError(RunSummary.lines(recipe, setup))
         let trainer = try Trainer(setup, resume: options.resumes(recipe))
-        print("run \(recipe.name): \(setup.totalSteps) steps (\(setup.stepsPerEpoch ?? 0) per epoch) → \(setup.runFolder)")
+        print("run \(recipe.name): \(plural(setup.totalSteps, "step")) (\(setup.stepsPerEpoch ?? 0) per epoch) → \(setup.runFolder)")
         print(String(format: "model: %.2fM parameters, %.2fM trainable", Double(setup.model.parameterCount) / 1e6, Double(setup.model.trainableParameterCount) / 1e6))
         let result = try trainer.run()
         try finish(result, trainer: trainer)

@@ -7,6 +7,7 @@ import Models
 import NN
 import Tokenizers
 import Torch
+import Training
 import TestSupport
 
 /// Serialized: each test starts programs that use both cores; running them side by side only
@@ -98,7 +99,7 @@ struct ProgramTests {
         let latest = try recipe("latest", steps: 4, resumeLatest: true)
         let fresh = try run("train", ["--recipe", latest])
         try #require(fresh.succeeded, "\(fresh)")
-        #expect(!fresh.stderr.contains("resumed"), "\(fresh)")
+        #expect(!fresh.stderr.contains("resumed at step"), "\(fresh)")
         let continued = try run("train", ["--recipe", latest, "--set", "max_steps=8"])
         try #require(continued.succeeded, "\(continued)")
         #expect(continued.stderr.contains("resumed at step 4"), "\(continued)")
@@ -571,9 +572,14 @@ struct ProgramTests {
         for key in ["warmup_steps", "cooldown_steps", "step_every"] where ((schedule[key] as? Int) ?? 0) > 1 {
             overrides.append("schedule.\(key)=1")
         }
+        /// A recipe path as the recipe means it: `@assets/…`, or relative to the recipe's folder.
+        func resolved(_ path: String) -> String {
+            if path.hasPrefix("@assets/") { return RecipePathResolution.assetsFolder + "/" + path.dropFirst("@assets/".count) }
+            return path.hasPrefix("/") ? path : "\(repositoryRoot)/Recipes/\(path)"
+        }
         func missing(_ path: String?) -> Bool {
             guard let path else { return false }
-            return !exists(path.hasPrefix("/") ? path : "\(repositoryRoot)/\(path)")
+            return !exists(resolved(path))
         }
         let model = recipe["model"] as? [String: Any] ?? [:]
         if let checkpoint = model["checkpoint"] as? String, missing(checkpoint) {
@@ -595,7 +601,7 @@ struct ProgramTests {
             if val["shards"] != nil {
                 overrides.append("data.val.shards=\"\(try Fixtures.valShards)\"")
             } else if let manifest = val["manifest"] as? String, val.keys.contains("image_column"), val["image_column"] is NSNull {
-                let lines = try String(contentsOfFile: "\(repositoryRoot)/\(manifest)", encoding: .utf8).split(separator: "\n").prefix(24)
+                let lines = try String(contentsOfFile: resolved(manifest), encoding: .utf8).split(separator: "\n").prefix(24)
                 let small = "\(folder)/val.\(URL(fileURLWithPath: manifest).pathExtension)"
                 try (lines.joined(separator: "\n") + "\n").write(toFile: small, atomically: true, encoding: .utf8)
                 overrides.append("data.val.manifest=\"\(small)\"")
@@ -604,7 +610,7 @@ struct ProgramTests {
         let result = try run(program, ["--recipe", path] + overrides.flatMap { ["--set", $0] })
         try #require(result.succeeded, "\(result)")
         let runFolder = "\(folder)/runs/\(name)"
-        #expect(result.lines.contains { $0.hasPrefix("run \(name): 1 steps (") && $0.hasSuffix("→ \(runFolder)") }, "\(result)")
+        #expect(result.lines.contains { $0.hasPrefix("run \(name): 1 step (") && $0.hasSuffix("→ \(runFolder)") }, "\(result)")
         #expect(try savedStep("\(runFolder)/last") == 1)
         #expect(exists("\(runFolder)/last/model.safetensors") && exists("\(runFolder)/last/config.json"))
         #expect(try trainSteps(runFolder) == [1])

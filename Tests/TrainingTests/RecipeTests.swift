@@ -46,7 +46,7 @@ struct RecipeTests {
         let v = r.model.vision.config
         #expect([v.imageSize, v.patchSize, v.hiddenSize, v.numHiddenLayers, v.numAttentionHeads, v.intermediateSize] as [Int] == [64, 8, 192, 4, 3, 768])
         #expect(v.hiddenAct == .quickGELU)
-        #expect(r.model.text.checkpoint == ".deps/assets/all-MiniLM-L6-v2")
+        #expect(r.model.text.checkpoint == RecipePathResolution.assetsFolder + "/all-MiniLM-L6-v2")   // @assets/ always expands
         #expect(r.model.text.pooling == .mean)
         #expect(r.model.text.tokenizer == nil)
         #expect(r.model.projectionDim == 256)
@@ -54,8 +54,8 @@ struct RecipeTests {
         #expect(r.model.lockVision.unlockedLayers == -1)
         #expect(r.model.lockText.unlockedLayers == 1)
 
-        #expect(r.data.train == .shards("Data/shapes/train-{0000..0003}.tar.zst"))
-        #expect(r.data.val == .shards("Data/shapes/val-0000.tar.zst"))
+        #expect(r.data.train == .shards("../Data/shapes/train-{0000..0003}.tar.zst"))   // relative paths stay so without a recipe folder
+        #expect(r.data.val == .shards("../Data/shapes/val-0000.tar.zst"))
         #expect(r.data.imageSize == nil)
         #expect(r.data.batchSize == 128)
         #expect(r.data.threads == 2)
@@ -77,7 +77,7 @@ struct RecipeTests {
         #expect(r.schedule.warmupSteps == 30)
         #expect(r.eval.everySteps == 124)
         #expect(!r.eval.everyEpoch)
-        #expect(r.eval.zeroshot == Recipe.ZeroShot(classes: "Data/shapes/classes.json"))
+        #expect(r.eval.zeroshot == Recipe.ZeroShot(classes: "../Data/shapes/classes.json"))
         let stopping = try #require(r.earlyStopping)
         #expect(stopping.watch.metric == "image_to_text_R@1")
         #expect(stopping.watch.mode == .max)
@@ -265,7 +265,7 @@ struct RecipeTests {
     }
 
     @Test func missingAndMistypedSections() {
-        #expect(problems(#"{"max_steps": 5}"#) == [RecipeError(path: "data.train", message: "required: an object with shards or manifest")])
+        #expect(problems(#"{"max_steps": 5}"#) == [RecipeError(path: "data.train", message: "required: an object with shards or manifest, or a path")])
         #expect(messages(minimal(plus: #""optimizer": [1, 2]"#), at: "optimizer") == ["expected an object, found [1,2]"])
         #expect(messages(minimal(plus: #""loss": null"#), at: "loss") == ["expected an object, found null"])
         #expect(messages(minimal(plus: #""early_stopping": true"#), at: "early_stopping") == ["expected an object or null, found true"])
@@ -421,8 +421,8 @@ struct RecipeTests {
         #expect(data["image_size"] is NSNull)
         #expect((data["train"] as? [String: Any])?.keys.sorted() == ["shards"])
         let text = String(decoding: resolved, as: UTF8.self)
-        #expect(text.contains(#""shards" : "Data/shapes/train-{0000..0003}.tar.zst""#))   // pretty, slashes unescaped
-        #expect(text.contains(#""checkpoint" : ".deps/assets/all-MiniLM-L6-v2""#))
+        #expect(text.contains(#""shards" : "../Data/shapes/train-{0000..0003}.tar.zst""#))   // pretty, slashes unescaped
+        #expect(text.contains(#""checkpoint" : "\#(RecipePathResolution.assetsFolder)/all-MiniLM-L6-v2""#))
     }
 
     @Test func resolvedJSONRoundTripsEveryVariant() throws {
@@ -466,26 +466,48 @@ struct RecipeTests {
         recipe.problemsWithPaths(relativeTo: "/repo", fileExists: { existing.contains($0) }, glob: glob)
     }
 
+    static let assets = RecipePathResolution.assetsFolder
     static let exampleFiles: Set<String> = [
-        "/repo/.deps/assets/all-MiniLM-L6-v2/config.json", "/repo/.deps/assets/all-MiniLM-L6-v2/vocab.txt",
+        "\(assets)/all-MiniLM-L6-v2/config.json", "\(assets)/all-MiniLM-L6-v2/vocab.txt",
         "/repo/Data/shapes/train-0000.tar.zst", "/repo/Data/shapes/train-0001.tar.zst",
         "/repo/Data/shapes/train-0002.tar.zst", "/repo/Data/shapes/train-0003.tar.zst",
         "/repo/Data/shapes/val-0000.tar.zst", "/repo/Data/shapes/classes.json",
     ]
 
+    /// Relative paths resolve against the recipe's folder (/repo/Recipes here), `@assets/`
+    /// against the downloaded assets.
     @Test func pathsOfTheExampleRecipe() throws {
-        let r = try decode(Self.example)
+        let r = try Recipe.decode(Data(Self.example.utf8), file: "clip-finetune.json", defaultName: "clip-finetune",
+                                  paths: RecipePathResolution(recipeFolder: "/repo/Recipes", workingDirectory: "/elsewhere"))
+        #expect(r.data.train == .shards("/repo/Data/shapes/train-{0000..0003}.tar.zst"))
         #expect(pathProblems(r, existing: Self.exampleFiles) == [])
 
         var missing = Self.exampleFiles
         missing.remove("/repo/Data/shapes/train-0002.tar.zst")
         missing.remove("/repo/Data/shapes/classes.json")
-        missing.remove("/repo/.deps/assets/all-MiniLM-L6-v2/vocab.txt")
+        missing.remove("\(Self.assets)/all-MiniLM-L6-v2/vocab.txt")
         #expect(pathProblems(r, existing: missing) == [
-            RecipeError(path: "model.text.checkpoint", message: "'.deps/assets/all-MiniLM-L6-v2' has no tokenizer (vocab.json and merges.txt, or vocab.txt) in /repo/.deps/assets/all-MiniLM-L6-v2"),
-            RecipeError(path: "data.train.shards", message: "1 shard of 'Data/shapes/train-{0000..0003}.tar.zst' missing: /repo/Data/shapes/train-0002.tar.zst"),
-            RecipeError(path: "eval.zeroshot.classes", message: "'Data/shapes/classes.json' does not exist (/repo/Data/shapes/classes.json)"),
+            RecipeError(path: "model.text.checkpoint", message: "'\(Self.assets)/all-MiniLM-L6-v2' has no tokenizer (vocab.json and merges.txt, or vocab.txt) in \(Self.assets)/all-MiniLM-L6-v2"),
+            RecipeError(path: "data.train.shards", message: "1 shard of '/repo/Data/shapes/train-{0000..0003}.tar.zst' missing: /repo/Data/shapes/train-0002.tar.zst"),
+            RecipeError(path: "eval.zeroshot.classes", message: "'/repo/Data/shapes/classes.json' does not exist (/repo/Data/shapes/classes.json)"),
         ])
+    }
+
+    /// Values given on the command line resolve against the working directory instead.
+    @Test func overriddenPathsResolveAgainstTheWorkingDirectory() throws {
+        let data = try Recipe.applying(overrides: [#"data.val="my/val.csv""#, "model.text.tokenizer=tok"], to: Data(Self.example.utf8))
+        let r = try Recipe.decode(data, file: "r.json", defaultName: "r",
+                                  paths: RecipePathResolution(recipeFolder: "/repo/Recipes", workingDirectory: "/home/me/work",
+                                                              overridden: Recipe.overriddenKeys([#"data.val="my/val.csv""#, "model.text.tokenizer=tok"])))
+        #expect(r.data.val == .manifest(Recipe.Manifest(path: "/home/me/work/my/val.csv")))   // a plain path: a manifest by its suffix
+        #expect(r.model.text.tokenizer == "/home/me/work/tok")
+        #expect(r.data.train == .shards("/repo/Data/shapes/train-{0000..0003}.tar.zst"))
+        #expect(r.eval.zeroshot?.classes == "/repo/Data/shapes/classes.json")
+        #expect(r.checkpoint.directory == "Checkpoints")   // an output: left to the working directory
+        // A plain shard pattern is shards, and `~` expands.
+        let shards = try Recipe.decode(Data(#"{"data": {"train": "~/d/t-{0..3}.tar"}, "max_steps": 1}"#.utf8), file: "r", defaultName: "r",
+                                       paths: RecipePathResolution(recipeFolder: "/repo"))
+        #expect(shards.data.train == .shards(NSHomeDirectory() + "/d/t-{0..3}.tar"))
     }
 
     @Test func pathsOfCheckpointsTokenizersManifestsAndGlobs() {

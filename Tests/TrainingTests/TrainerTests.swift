@@ -179,7 +179,9 @@ struct RecipeFileTests {
     @Test func theDefaultRecipeIsValid() throws {
         let (recipe, _) = try RunBuilder.load("\(repositoryRoot)/Recipes/clip-finetune.json")
         #expect(recipe.name == "clip-finetune")
-        #expect(recipe.model.text.checkpoint == ".deps/assets/all-MiniLM-L6-v2")
+        #expect(recipe.model.text.checkpoint == RecipePathResolution.assetsFolder + "/all-MiniLM-L6-v2")
+        // Loaded from anywhere, a recipe's paths mean the same: relative to its own folder.
+        #expect(recipe.data.train == .shards("\(repositoryRoot)/Data/shapes/train-{0000..0003}.tar.zst"))
     }
 
     @Test func recipeMistakesAreReportedTogether() throws {
@@ -190,6 +192,33 @@ struct RecipeFileTests {
         let text = "\(error!)"
         #expect(text.contains("optimizer.lrr") && text.contains("did you mean 'lr'"))
         #expect(text.contains("data.batch_size"))
-        #expect(error!.errors.count >= 3)
+        // Value errors and missing files in the same report, not one after the other.
+        #expect(text.contains("data.train.shards") && text.contains("matches no files"), "\(text)")
+        #expect(error!.errors.map(\.path).sorted() == ["data.batch_size", "data.train.shards", "epochs", "optimizer.lrr"], "\(text)")
+    }
+
+    /// The reference in Recipes/README.md is generated from the schema; a stale copy fails here.
+    @Test func theRecipeReferenceIsCurrent() throws {
+        let committed = try String(contentsOfFile: "\(repositoryRoot)/Recipes/README.md", encoding: .utf8)
+        #expect(committed == Recipe.reference(), "Recipes/README.md is stale: run `swift run train --recipe-reference > Recipes/README.md`")
+        // It documents every section and the keys of every schedule kind.
+        for key in ["`data.augmentation.color_jitter`", "| `synonym_replacement` |", "| `cooldown_steps` |", "| `min_lr_scale` |", "| `best_metric` |", "`distill`"] {
+            #expect(committed.contains(key), "\(key) is not documented")
+        }
+    }
+
+    /// What a run prints first: the step count and what bounds it, sizes, batch, augmentation.
+    @Test func theRunSummarySaysWhatBoundsTheRun() throws {
+        let runs = temporaryFolder()
+        let recipe = try tinyRecipe(runs, name: "summary", steps: 30, extra: ["epochs=2"])
+        let setup = try RunBuilder.contrastive(recipe, resolved: nil)
+        let lines = RunSummary.lines(recipe, setup)
+        #expect(lines.contains("training 12 steps: epochs=2 (6 per epoch) ends before max_steps=30"), "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("global batch: 16 samples per step (batch_size 16 × accumulation_steps 1)") }, "\(lines)")
+        #expect(lines.contains("text augmentation: off"))
+        #expect(lines.contains { $0.hasPrefix("image augmentation: random resized crop scale 0.9–1.0") }, "\(lines)")
+        let capped = RunSummary.lines(try tinyRecipe(runs, name: "capped", steps: 5, extra: ["epochs=2"]), try RunBuilder.contrastive(try tinyRecipe(runs, name: "capped", steps: 5, extra: ["epochs=2"]), resolved: nil))
+        #expect(capped.contains("training 5 steps: max_steps=5 ends before epochs=2 (12 steps)"), "\(capped)")
+        #expect(plural(1, "step") == "1 step" && plural(2, "step") == "2 steps")
     }
 }

@@ -7,7 +7,8 @@ import Tokenizers
 /// The model a recipe's `model` section describes: a whole checkpoint, or a vision and a text
 /// tower (each from a checkpoint or built from its config), with LiT-style locking applied.
 public enum ModelBuilder {
-    public static let defaultCLIPMerges = ".deps/assets/bpe_simple_vocab_16e6.txt.gz"
+    /// open_clip's BPE merges, the tokenizer of a CLIP text tower built from sizes.
+    public static var defaultCLIPMerges: String { RecipePathResolution.assetsFolder + "/bpe_simple_vocab_16e6.txt.gz" }
 
     /// A dual encoder with its tokenizer, the folder its tokenizer files come from, and its
     /// image preprocessing.

@@ -10,16 +10,23 @@ import Torch
 /// optimizer, the schedule, and what evaluations watch. `train` uses `contrastive`, `distill`
 /// uses `distillation` (DistillationBuilder.swift).
 public enum RunBuilder {
-    /// Decodes, applies `--set` overrides and checks a recipe file: every problem at once.
+    /// Decodes, applies `--set` overrides and checks a recipe file: every problem at once, value
+    /// errors and missing files together. Relative paths in the file resolve against its folder;
+    /// those in overrides against the working directory (see `RecipePathResolution`).
     public static func load(_ path: String, overrides: [String] = []) throws -> (Recipe, resolved: Data) {
         guard var data = FileManager.default.contents(atPath: path) else {
             throw TrainingError(message: "\(path): cannot read the recipe file")
         }
         if !overrides.isEmpty { data = try Recipe.applying(overrides: overrides, to: data, file: path) }
-        let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
-        let recipe = try Recipe.decode(data, file: path, defaultName: name)
-        let problems = recipe.problemsWithPaths(relativeTo: FileManager.default.currentDirectoryPath) { FileManager.default.fileExists(atPath: $0) }
-        if !problems.isEmpty { throw RecipeErrors(file: path, errors: problems) }
+        let url = URL(fileURLWithPath: path).standardizedFileURL
+        let paths = RecipePathResolution(recipeFolder: url.deletingLastPathComponent().path, overridden: Recipe.overriddenKeys(overrides))
+        let (recipe, problems) = try Recipe.decodeReportingProblems(data, file: path, defaultName: url.deletingPathExtension().lastPathComponent,
+                                                                   paths: paths)
+        // Files are checked even when some values are wrong, so that one try shows everything;
+        // a path whose value already has a problem is not reported twice.
+        let files = recipe.problemsWithPaths(relativeTo: paths.workingDirectory) { FileManager.default.fileExists(atPath: $0) }
+            .filter { file in !problems.contains { $0.path == file.path || file.path.hasPrefix($0.path + ".") || $0.path.hasPrefix(file.path + ".") } }
+        if !problems.isEmpty || !files.isEmpty { throw RecipeErrors(file: path, errors: problems + files) }
         return (recipe, recipe.resolvedJSON())
     }
 

@@ -50,30 +50,49 @@ extension Recipe {
     ///   - data: the recipe's JSON (after `applying(overrides:to:)`, if any).
     ///   - file: the file's name for error messages.
     ///   - defaultName: the run name when the recipe sets none (usually the file's base name).
+    ///   - paths: how relative paths resolve (the recipe's folder; the working directory for
+    ///     values given as overrides); nil leaves them as written (only `@assets/` expands).
     /// - Throws: `RecipeErrors` with every unknown key (with the nearest valid key), wrong type,
     ///   invalid choice, out-of-range value and conflict; or one error for malformed JSON.
     ///   Paths on disk are not checked here: see `problemsWithPaths(relativeTo:fileExists:)`.
-    public static func decode(_ data: Data, file: String, defaultName: String) throws(RecipeErrors) -> Recipe {
+    public static func decode(_ data: Data, file: String, defaultName: String, paths: RecipePathResolution? = nil) throws(RecipeErrors) -> Recipe {
+        let (recipe, problems) = try decodeReportingProblems(data, file: file, defaultName: defaultName, paths: paths)
+        guard problems.isEmpty else { throw RecipeErrors(file: file, errors: problems) }
+        return recipe
+    }
+
+    /// The recipe as far as it could be read (a field with a problem keeps its default) and
+    /// every problem found; throws only for JSON that is not an object.
+    static func decodeReportingProblems(_ data: Data, file: String, defaultName: String,
+                                        paths: RecipePathResolution?) throws(RecipeErrors) -> (Recipe, [RecipeError]) {
         let object = try parseJSONObject(data, file: file)
-        let problems = RecipeProblemList()
-        var coder = RecipeCoder(decoding: object, path: "", problems: problems)
+        let context = RecipeCodingContext(paths: paths)
+        var coder = RecipeCoder(decoding: object, path: "", context: context)
         // `train` is required, so this placeholder never survives: its absence is reported.
         var recipe = Recipe(name: defaultName, train: .shards(""))
         recipe.code(&coder)
         coder.reportUnknownKeys()
-        guard problems.errors.isEmpty else { throw RecipeErrors(file: file, errors: problems.errors) }
-        return recipe
+        return (recipe, context.errors)
     }
 
     /// The whole recipe with every default filled in (unset optionals as `null`), pretty-printed
     /// with sorted keys: what the run saves as `recipe.json`. Decoding it gives this recipe back.
     public func resolvedJSON() -> Data {
-        var coder = RecipeCoder(encodingAt: "")
+        var coder = RecipeCoder(encodingAt: "", context: RecipeCodingContext())
         var copy = self
         copy.code(&coder)
         let options: JSONSerialization.WritingOptions = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         // Cannot fail: the tree holds only strings, finite numbers, booleans, NSNull, arrays and objects.
         return (try? JSONSerialization.data(withJSONObject: coder.output, options: options)) ?? Data("{}".utf8)
+    }
+
+    /// Every key of the schema with its type, default and meaning, in the schema's order.
+    static func documentation() -> [RecipeKeyDocumentation] {
+        let context = RecipeCodingContext(documenting: true)
+        var coder = RecipeCoder(encodingAt: "", context: context)
+        var recipe = Recipe(name: "<the recipe file's name>", train: .shards(""))
+        recipe.code(&coder)
+        return context.documentation
     }
 
     /// Parses `data` as a JSON object; anything else is one `RecipeError` at the root.
@@ -104,50 +123,74 @@ extension Recipe {
     }
 }
 
-
 // MARK: - The coder
 
-/// Problems found so far; shared by the coders of nested objects.
-final class RecipeProblemList {
+/// What the coders of one recipe share: the problems found so far, how paths resolve, and
+/// (when documenting) the keys seen.
+final class RecipeCodingContext {
     private(set) var errors: [RecipeError] = []
-    private var paths: Set<String> = []
+    private var problemPaths: Set<String> = []
+    let paths: RecipePathResolution?
+    let documenting: Bool
+    var documentation: [RecipeKeyDocumentation] = []
+
+    init(paths: RecipePathResolution? = nil, documenting: Bool = false) {
+        self.paths = paths
+        self.documenting = documenting
+    }
 
     func add(_ path: String, _ message: String) {
         errors.append(RecipeError(path: path, message: message))
-        paths.insert(path)
+        problemPaths.insert(path)
     }
 
     /// Whether a problem was reported at `path` or below it.
     func contains(path: String) -> Bool {
-        paths.contains { $0 == path || $0.hasPrefix(path + ".") }
+        problemPaths.contains { $0 == path || $0.hasPrefix(path + ".") }
     }
 }
 
-/// Reads one JSON object into a struct's fields (decoding) or writes the fields out (encoding).
+/// One key of the schema, for the generated recipe reference.
+struct RecipeKeyDocumentation {
+    /// Dotted path (`optimizer.lr`).
+    var path: String
+    /// What the value is ("a number", "one of …", "an object"), with "or null" when it may be null.
+    var type: String
+    /// The default as JSON, or a phrase ("required", "off").
+    var defaultValue: String
+    var help: String
+    /// A section heading rather than a value.
+    var isSection: Bool
+}
+
+/// Reads one JSON object into a struct's fields (decoding), writes the fields out (encoding,
+/// for `resolvedJSON`), or lists them with their help (documenting).
 struct RecipeCoder {
     /// Dotted path of this object; "" at the top.
     let path: String
     /// The object being decoded; nil while encoding.
     private let input: [String: Any]?
-    private let problems: RecipeProblemList
+    private let context: RecipeCodingContext
     /// Keys asked for, in order: the valid keys of this object.
     private var knownKeys: [String] = []
     /// The encoded object.
     private(set) var output: [String: Any] = [:]
 
-    init(decoding object: [String: Any], path: String, problems: RecipeProblemList) {
+    init(decoding object: [String: Any], path: String, context: RecipeCodingContext) {
         self.path = path
         self.input = object
-        self.problems = problems
+        self.context = context
     }
 
-    init(encodingAt path: String) {
+    init(encodingAt path: String, context: RecipeCodingContext) {
         self.path = path
         self.input = nil
-        self.problems = RecipeProblemList()
+        self.context = context
     }
 
     var isDecoding: Bool { input != nil }
+    /// Encoding for the recipe reference: sections visit every variant they have.
+    var isDocumenting: Bool { context.documenting }
 
     func path(of key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
 
@@ -155,11 +198,11 @@ struct RecipeCoder {
     func has(_ key: String) -> Bool { input?[key] != nil }
 
     /// Whether a problem was reported at `fullPath` (a path from the root) or below it.
-    func hasProblem(at fullPath: String) -> Bool { problems.contains(path: fullPath) }
+    func hasProblem(at fullPath: String) -> Bool { context.contains(path: fullPath) }
 
     /// Reports a problem at `key` (a key or dotted path below this object), or at the object itself.
     func report(_ key: String?, _ message: String) {
-        problems.add(key.map(path(of:)) ?? path, message)
+        context.add(key.map(path(of:)) ?? path, message)
     }
 
     private enum Lookup {
@@ -185,10 +228,18 @@ struct RecipeCoder {
         }
     }
 
+    private func document(_ key: String, type: String, defaultValue: Any?, help: String, isSection: Bool = false) {
+        guard context.documenting else { return }
+        let shown = defaultValue.map { value in value is NSNull ? "null" : renderJSON(value, limit: 80) } ?? "required"
+        context.documentation.append(RecipeKeyDocumentation(path: path(of: key), type: type, defaultValue: shown, help: help, isSection: isSection))
+    }
+
     /// A field that always has a value: absent keeps the default, null is a type error.
-    mutating func field<T: RecipeValue>(_ key: String, _ value: inout T, _ rule: RecipeRule<T>? = nil, required: Bool = false) {
+    mutating func field<T: RecipeValue>(_ key: String, _ value: inout T, _ rule: RecipeRule<T>? = nil, required: Bool = false, help: String) {
         guard isDecoding else {
             output[key] = value.recipeJSON
+            document(key, type: T.recipeExpectation + (rule.map { ", " + $0.requirement.replacingOccurrences(of: "must be ", with: "").replacingOccurrences(of: "must not be ", with: "not ") } ?? ""),
+                     defaultValue: required ? nil : value.recipeJSON, help: help)
             return
         }
         switch lookup(key) {
@@ -202,9 +253,11 @@ struct RecipeCoder {
     }
 
     /// An optional field: absent keeps the default, null sets nil.
-    mutating func field<T: RecipeValue>(_ key: String, _ value: inout T?, _ rule: RecipeRule<T>? = nil) {
+    mutating func field<T: RecipeValue>(_ key: String, _ value: inout T?, _ rule: RecipeRule<T>? = nil, help: String) {
         guard isDecoding else {
             output[key] = value?.recipeJSON ?? NSNull()
+            document(key, type: T.recipeExpectation + (rule.map { ", " + $0.requirement.replacingOccurrences(of: "must be ", with: "").replacingOccurrences(of: "must not be ", with: "not ") } ?? "") + ", or null",
+                     defaultValue: value?.recipeJSON ?? NSNull(), help: help)
             return
         }
         switch lookup(key) {
@@ -212,6 +265,26 @@ struct RecipeCoder {
         case .null: value = nil
         case .present(let raw):
             if let decoded = read(key, raw, rule) { value = decoded }
+        }
+    }
+
+    /// A path to something the run reads (a file, a folder, a shard pattern): relative paths
+    /// resolve against the recipe's folder, or the working directory when the value came from a
+    /// command-line override; `@assets/…` names the downloaded assets (Scripts/bootstrap's).
+    mutating func pathField(_ key: String, _ value: inout String?, help: String) {
+        let before = value
+        field(key, &value, .nonEmpty, help: help + " " + RecipePathResolution.rule)
+        if isDecoding, let raw = value, raw != before, !hasProblem(at: path(of: key)) {
+            value = RecipePathResolution.resolve(raw, fullPath: path(of: key), in: context.paths)
+        }
+    }
+
+    /// As `pathField` for a path that must be given.
+    mutating func pathField(_ key: String, _ value: inout String, required: Bool, help: String) {
+        let before = value
+        field(key, &value, .nonEmpty, required: required, help: help + " " + RecipePathResolution.rule)
+        if isDecoding, value != before, !hasProblem(at: path(of: key)) {
+            value = RecipePathResolution.resolve(value, fullPath: path(of: key), in: context.paths)
         }
     }
 
@@ -230,10 +303,13 @@ struct RecipeCoder {
     }
 
     /// A nested object that always exists. Absent, it is decoded from `{}` so that its required
-    /// fields and checks still run, unless it is itself `required` (then `required` says what it should be).
-    mutating func section<S: RecipeCoding>(_ key: String, _ value: inout S, required: String? = nil) {
+    /// fields and checks still run, unless it is itself `required` (then `required` says what it
+    /// should be). `shorthand` turns a plain string into the object it stands for.
+    mutating func section<S: RecipeCoding>(_ key: String, _ value: inout S, required: String? = nil, help: String,
+                                           shorthand: ((String) -> [String: Any]?)? = nil) {
         guard isDecoding else {
-            var child = RecipeCoder(encodingAt: path(of: key))
+            document(key, type: "an object", defaultValue: required == nil ? [String: Any]() : nil, help: help, isSection: true)
+            var child = RecipeCoder(encodingAt: path(of: key), context: context)
             var copy = value
             copy.code(&child)
             output[key] = child.output
@@ -249,6 +325,10 @@ struct RecipeCoder {
         case .null:
             report(key, "expected an object, found null")
         case .present(let raw):
+            if let text = raw as? String, let object = shorthand?(text) {
+                decodeObject(key, object, into: &value)
+                return
+            }
             guard let object = raw as? [String: Any] else {
                 report(key, "expected an object, found \(renderJSON(raw))")
                 return
@@ -259,10 +339,12 @@ struct RecipeCoder {
 
     /// A nested object that may be off: absent keeps the default, null turns it off, an object is
     /// decoded over `start` (the section's defaults, with placeholders for its required fields).
-    mutating func section<S: RecipeCoding>(_ key: String, _ value: inout S?, start: S) {
+    mutating func section<S: RecipeCoding>(_ key: String, _ value: inout S?, start: S, help: String,
+                                           shorthand: ((String) -> [String: Any]?)? = nil) {
         guard isDecoding else {
-            if var copy = value {
-                var child = RecipeCoder(encodingAt: path(of: key))
+            document(key, type: "an object, or null", defaultValue: value == nil ? NSNull() : [String: Any](), help: help, isSection: true)
+            if var copy = value ?? (isDocumenting ? start : nil) {
+                var child = RecipeCoder(encodingAt: path(of: key), context: context)
                 copy.code(&child)
                 output[key] = child.output
             } else {
@@ -274,18 +356,23 @@ struct RecipeCoder {
         case .absent: break
         case .null: value = nil
         case .present(let raw):
+            var decoded = start
+            if let text = raw as? String, let object = shorthand?(text) {
+                decodeObject(key, object, into: &decoded)
+                value = decoded
+                return
+            }
             guard let object = raw as? [String: Any] else {
                 report(key, "expected an object or null, found \(renderJSON(raw))")
                 return
             }
-            var decoded = start
             decodeObject(key, object, into: &decoded)
             value = decoded
         }
     }
 
     private func decodeObject<S: RecipeCoding>(_ key: String, _ object: [String: Any], into value: inout S) {
-        var child = RecipeCoder(decoding: object, path: path(of: key), problems: problems)
+        var child = RecipeCoder(decoding: object, path: path(of: key), context: context)
         value.code(&child)
         child.reportUnknownKeys()
     }
@@ -300,8 +387,7 @@ struct RecipeCoder {
             } else {
                 message += "; valid keys: \(knownKeys.sorted().joined(separator: ", "))"
             }
-            problems.add(path(of: key), message)
+            context.add(path(of: key), message)
         }
     }
 }
-

@@ -1,6 +1,11 @@
 import Foundation
 
 extension Recipe {
+    /// The dotted keys that `overrides` set (`optimizer.lr=1e-4` → `optimizer.lr`).
+    public static func overriddenKeys(_ overrides: [String]) -> Set<String> {
+        Set(overrides.compactMap { override in override.firstIndex(of: "=").map { String(override[..<$0]) } })
+    }
+
     /// Applies command-line overrides (`--set optimizer.lr=1e-4`) to a recipe's JSON, before
     /// `decode(_:file:defaultName:)` validates the result.
     ///

@@ -49,11 +49,11 @@ func formatNumber<T>(_ value: T) -> String {
 }
 
 /// A JSON value as it appears in the file, shortened, for "found …" in messages.
-func renderJSON(_ raw: Any) -> String {
+func renderJSON(_ raw: Any, limit: Int = 60) -> String {
     let options: JSONSerialization.WritingOptions = [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes]
     guard JSONSerialization.isValidJSONObject([raw]),
           let data = try? JSONSerialization.data(withJSONObject: raw, options: options) else { return "\(raw)" }
     let text = String(decoding: data, as: UTF8.self)
-    return text.count > 60 ? text.prefix(57) + "…" : text
+    return text.count > limit ? text.prefix(limit - 3) + "…" : text
 }
 

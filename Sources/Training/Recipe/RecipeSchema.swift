@@ -17,23 +17,26 @@ protocol RecipeCoding {
 
 extension Recipe: RecipeCoding {
     mutating func code(_ coder: inout RecipeCoder) {
-        coder.field("name", &name, RecipeRule(requirement: "must be a non-empty name without '/'") { !$0.isEmpty && !$0.contains("/") })
-        coder.field("seed", &seed, .atLeast(0))
-        coder.section("model", &model)
-        coder.section("data", &data)
-        coder.section("loss", &loss)
-        coder.section("optimizer", &optimizer)
-        coder.section("schedule", &schedule)
-        coder.section("eval", &eval)
-        coder.section("early_stopping", &earlyStopping, start: EarlyStoppingSection())
-        coder.section("checkpoint", &checkpoint)
-        coder.field("precision", &precision)
-        coder.field("epochs", &epochs, .atLeast(1))
-        coder.field("max_steps", &maxSteps, .atLeast(1))
-        coder.field("log_every_steps", &logEverySteps, .atLeast(1))
-        coder.field("max_non_finite_steps", &maxNonFiniteSteps, .atLeast(0))
-        coder.field("resume", &resume)
-        coder.section("distill", &distill, start: DistillSection(teacher: ""))
+        coder.field("name", &name, RecipeRule(requirement: "must be a non-empty name without '/'") { !$0.isEmpty && !$0.contains("/") },
+                    help: "Run name: the run folder is `checkpoint.directory/name`. Default: the recipe file's base name.")
+        coder.field("seed", &seed, .atLeast(0), help: "Seed of initialisation, shuffling and every augmentation draw.")
+        coder.section("model", &model, help: "What to train: a whole dual-encoder checkpoint, or a vision and a text tower.")
+        coder.section("data", &data, help: "Training and validation data, batching and augmentation.")
+        coder.section("loss", &loss, help: "The contrastive loss.")
+        coder.section("optimizer", &optimizer, help: "Optimizer, weight decay, gradient clipping and accumulation.")
+        coder.section("schedule", &schedule, help: "Learning rate as a function of the step (`type` picks the kind; each kind has its own keys).")
+        coder.section("eval", &eval, help: "When and what to evaluate on `data.val`.")
+        coder.section("early_stopping", &earlyStopping, start: EarlyStoppingSection(),
+                      help: "Stop when a validation metric has not improved for `patience` evaluations; null (the default) trains to the end.")
+        coder.section("checkpoint", &checkpoint, help: "Where checkpoints go and which are kept.")
+        coder.field("precision", &precision, help: "Numeric precision of forward and backward: fp32, or bf16 autocast (matmuls in bf16, losses in fp32).")
+        coder.field("epochs", &epochs, .atLeast(1), help: "Passes over the training data. Set this, `max_steps` or both (training stops at whichever comes first).")
+        coder.field("max_steps", &maxSteps, .atLeast(1), help: "Optimizer steps to train for (see `epochs`).")
+        coder.field("log_every_steps", &logEverySteps, .atLeast(1), help: "Steps between two lines of `metrics.jsonl` and the progress display.")
+        coder.field("max_non_finite_steps", &maxNonFiniteSteps, .atLeast(0), help: "Steps with a NaN or infinite loss skipped in a row before the run stops; 0 stops at the first.")
+        coder.field("resume", &resume, help: "\"latest\": continue from the run's `last/` (as `--resume`); null starts afresh.")
+        coder.section("distill", &distill, start: DistillSection(teacher: ""),
+                      help: "`distill` only: the teacher and the weight of each loss term (the student is `model`).")
         guard coder.isDecoding else { return }
         checkAcrossSections(&coder)
     }
@@ -84,16 +87,16 @@ extension Recipe: RecipeCoding {
 
 extension Recipe.ModelSection: RecipeCoding {
     mutating func code(_ coder: inout RecipeCoder) {
-        coder.field("checkpoint", &checkpoint, .nonEmpty)
+        coder.pathField("checkpoint", &checkpoint, help: "Folder of a whole Hugging Face dual encoder (CLIP, VisionTextDualEncoder, ours); then `vision` and `text` are not given.")
         // A whole checkpoint fixes both towers, so they are neither read with it nor written.
         if coder.isDecoding || checkpoint == nil {
-            coder.section("vision", &vision)
-            coder.section("text", &text)
+            coder.section("vision", &vision, help: "The image tower: a checkpoint, or a ViT built from these sizes (ViT-B/32 by default).")
+            coder.section("text", &text, help: "The text tower: a checkpoint, or a CLIP or BERT transformer built from these sizes (CLIP's by default).")
         }
-        coder.field("projection_dim", &projectionDim, .atLeast(1))
-        coder.field("logit_scale_init", &logitScaleInit)
-        coder.section("lock_vision", &lockVision)
-        coder.section("lock_text", &lockText)
+        coder.field("projection_dim", &projectionDim, .atLeast(1), help: "Size of the shared embedding space both towers project into.")
+        coder.field("logit_scale_init", &logitScaleInit, help: "Initial log of the logit scale (2.6592 = ln(1/0.07), CLIP's).")
+        coder.section("lock_vision", &lockVision, help: "Which image-tower layers train (LiT).")
+        coder.section("lock_text", &lockText, help: "Which text-tower layers train.")
         guard coder.isDecoding else { return }
 
         if checkpoint != nil {
@@ -113,14 +116,14 @@ extension Recipe.ModelSection: RecipeCoding {
 
 extension Recipe.VisionTower: RecipeCoding {
     mutating func code(_ coder: inout RecipeCoder) {
-        coder.field("checkpoint", &checkpoint, .nonEmpty)
-        coder.field("image_size", &config.imageSize, .atLeast(1))
-        coder.field("patch_size", &config.patchSize, .atLeast(1))
-        coder.field("hidden_size", &config.hiddenSize, .atLeast(1))
-        coder.field("num_hidden_layers", &config.numHiddenLayers, .atLeast(1))
-        coder.field("num_attention_heads", &config.numAttentionHeads, .atLeast(1))
-        coder.field("intermediate_size", &config.intermediateSize, .atLeast(1))
-        coder.field("hidden_act", &config.hiddenAct)
+        coder.pathField("checkpoint", &checkpoint, help: "Folder of a Hugging Face model with a vision tower; its config.json decides the architecture.")
+        coder.field("image_size", &config.imageSize, .atLeast(1), help: "Side of the square input images, in pixels.")
+        coder.field("patch_size", &config.patchSize, .atLeast(1), help: "Side of the square patches (divides `image_size`).")
+        coder.field("hidden_size", &config.hiddenSize, .atLeast(1), help: "Width of the transformer.")
+        coder.field("num_hidden_layers", &config.numHiddenLayers, .atLeast(1), help: "Transformer layers.")
+        coder.field("num_attention_heads", &config.numAttentionHeads, .atLeast(1), help: "Attention heads (divide `hidden_size`).")
+        coder.field("intermediate_size", &config.intermediateSize, .atLeast(1), help: "Width of each layer's MLP.")
+        coder.field("hidden_act", &config.hiddenAct, help: "The MLP's activation (Hugging Face `hidden_act` names).")
         guard coder.isDecoding else { return }
         if config.imageSize % config.patchSize != 0 {
             coder.report("image_size", "must be a multiple of patch_size (\(config.patchSize)), found \(config.imageSize)")
@@ -133,17 +136,17 @@ extension Recipe.VisionTower: RecipeCoding {
 
 extension Recipe.TextTower: RecipeCoding {
     mutating func code(_ coder: inout RecipeCoder) {
-        coder.field("checkpoint", &checkpoint, .nonEmpty)
-        coder.field("pooling", &pooling)
-        coder.field("vocab_size", &sizes.vocabSize, .atLeast(1))
-        coder.field("hidden_size", &sizes.hiddenSize, .atLeast(1))
-        coder.field("num_hidden_layers", &sizes.numHiddenLayers, .atLeast(1))
-        coder.field("num_attention_heads", &sizes.numAttentionHeads, .atLeast(1))
-        coder.field("intermediate_size", &sizes.intermediateSize, .atLeast(1))
-        coder.field("max_position_embeddings", &sizes.maxPositionEmbeddings, .atLeast(1))
-        coder.field("hidden_act", &sizes.hiddenAct)
-        coder.field("type", &type)
-        coder.field("tokenizer", &tokenizer, .nonEmpty)
+        coder.pathField("checkpoint", &checkpoint, help: "Folder of a Hugging Face text model (CLIP text, BERT, a sentence-transformers folder); its config.json decides the architecture.")
+        coder.field("pooling", &pooling, help: "How token states become one embedding: the model's own pooler (CLIP: end-of-text token; BERT: its pooler layer), the mean over real tokens (sentence-transformers), or the first token.")
+        coder.field("vocab_size", &sizes.vocabSize, .atLeast(1), help: "Vocabulary size of a CLIP tower (a BERT tower takes its tokenizer's).")
+        coder.field("hidden_size", &sizes.hiddenSize, .atLeast(1), help: "Width of the transformer.")
+        coder.field("num_hidden_layers", &sizes.numHiddenLayers, .atLeast(1), help: "Transformer layers.")
+        coder.field("num_attention_heads", &sizes.numAttentionHeads, .atLeast(1), help: "Attention heads (divide `hidden_size`).")
+        coder.field("intermediate_size", &sizes.intermediateSize, .atLeast(1), help: "Width of each layer's MLP.")
+        coder.field("max_position_embeddings", &sizes.maxPositionEmbeddings, .atLeast(1), help: "Longest token sequence (captions are truncated to it).")
+        coder.field("hidden_act", &sizes.hiddenAct, help: "The MLP's activation (Hugging Face `hidden_act` names).")
+        coder.field("type", &type, help: "Which transformer to build when no checkpoint is given: CLIP's causal text transformer, or a BERT encoder.")
+        coder.pathField("tokenizer", &tokenizer, help: "A tokenizer folder (vocab.json + merges.txt, or vocab.txt) or open_clip's bpe_simple_vocab_16e6.txt.gz; null: the checkpoint's, or open_clip's merges for a CLIP tower.")
         guard coder.isDecoding else { return }
         if type == .bert, checkpoint == nil, tokenizer == nil || tokenizer!.hasSuffix(".gz"), !coder.hasProblem(at: coder.path(of: "tokenizer")) {
             coder.report("tokenizer", "a BERT text tower needs a WordPiece tokenizer folder (with vocab.txt), e.g. \".deps/assets/all-MiniLM-L6-v2\"")
@@ -156,27 +159,30 @@ extension Recipe.TextTower: RecipeCoding {
 
 extension Recipe.TowerLock: RecipeCoding {
     mutating func code(_ coder: inout RecipeCoder) {
-        coder.field("unlocked_layers", &unlockedLayers, .atLeast(-1))
+        coder.field("unlocked_layers", &unlockedLayers, .atLeast(-1), help: "-1: everything trains; 0: the tower is frozen; k > 0: its last k layers and final norms train, the rest is frozen (LiT).")
     }
 }
 
 extension Recipe.DataSection: RecipeCoding {
     mutating func code(_ coder: inout RecipeCoder) {
         var trainFields = RecipeSourceFields(train)
-        coder.section("train", &trainFields, required: "an object with shards or manifest")
+        coder.section("train", &trainFields, required: "an object with shards or manifest, or a path",
+                      help: "Training samples: `{\"shards\": pattern}`, `{\"manifest\": file, …}`, or a plain path (a .csv/.tsv/.json/.jsonl file is a manifest, anything else a shard pattern).",
+                      shorthand: RecipeSourceFields.object(forPath:))
         if let source = trainFields.source { train = source }
         var valFields = val.map(RecipeSourceFields.init)
-        coder.section("val", &valFields, start: RecipeSourceFields())
+        coder.section("val", &valFields, start: RecipeSourceFields(),
+                      help: "Validation samples (as `train`); null: no evaluation.", shorthand: RecipeSourceFields.object(forPath:))
         val = valFields?.source
 
-        coder.field("image_size", &imageSize, .atLeast(1))
-        coder.field("batch_size", &batchSize, .atLeast(1))
-        coder.field("threads", &threads, .atLeast(1))
-        coder.field("shuffle_buffer", &shuffleBuffer, .atLeast(0))
-        coder.field("bad_samples", &badSamples)
-        coder.section("augmentation", &augmentation)
-        coder.section("text_augmentation", &textAugmentation)
-        coder.field("cache_teacher", &cacheTeacher)
+        coder.field("image_size", &imageSize, .atLeast(1), help: "Side of the square training images; null: the vision tower's image size.")
+        coder.field("batch_size", &batchSize, .atLeast(1), help: "Samples per micro-batch (per process).")
+        coder.field("threads", &threads, .atLeast(1), help: "Decoding and augmentation threads.")
+        coder.field("shuffle_buffer", &shuffleBuffer, .atLeast(0), help: "Samples held to shuffle a shard stream.")
+        coder.field("bad_samples", &badSamples, help: "An unreadable sample is skipped with a warning, or fails the run.")
+        coder.section("augmentation", &augmentation, help: "Random image transforms (torchvision's), each with its probability.")
+        coder.section("text_augmentation", &textAugmentation, help: "EDA caption edits (Wei & Zou 2019), applied in this order; all 0 leaves captions alone.")
+        coder.field("cache_teacher", &cacheTeacher, help: "`distill`: compute the teacher's embeddings once per image and caption, and keep them beside the run.")
     }
 }
 
@@ -206,17 +212,25 @@ struct RecipeSourceFields: RecipeCoding {
 
     static let manifestOnlyKeys = ["image_column", "caption_column", "label_column", "separator"]
 
+    /// A plain path given where a source object goes: a manifest by its suffix, else shards.
+    static func object(forPath path: String) -> [String: Any]? {
+        DatasetSource.manifestSuffixes.contains(where: path.lowercased().hasSuffix) ? ["manifest": path] : ["shards": path]
+    }
+
     mutating func code(_ coder: inout RecipeCoder) {
         // A source has no defaults: decoding starts from nothing, not from the value it replaces.
         if coder.isDecoding { self = RecipeSourceFields() }
-        if coder.isDecoding || shards != nil { coder.field("shards", &shards, .nonEmpty) }
-        guard coder.isDecoding || hasManifest else { return }
+        let documenting = coder.isDocumenting
+        if coder.isDecoding || shards != nil || documenting {
+            coder.pathField("shards", &shards, help: "WebDataset shards: a pattern with braces and globs, e.g. `train-{0000..0099}.tar.zst`.")
+        }
+        guard coder.isDecoding || hasManifest || documenting else { return }
         var path: String? = hasManifest ? manifest.path : nil
-        coder.field("manifest", &path, .nonEmpty)
-        coder.field("image_column", &manifest.imageColumn, .nonEmpty)
-        coder.field("caption_column", &manifest.captionColumn, .nonEmpty)
-        coder.field("label_column", &manifest.labelColumn, .nonEmpty)
-        coder.field("separator", &manifest.separator)
+        coder.pathField("manifest", &path, help: "A CSV/TSV/JSONL file with an image path (relative to the file) and a caption per row.")
+        coder.field("image_column", &manifest.imageColumn, .nonEmpty, help: "The manifest's image column; null: a text-only manifest (sentences for text distillation).")
+        coder.field("caption_column", &manifest.captionColumn, .nonEmpty, help: "The manifest's caption column.")
+        coder.field("label_column", &manifest.labelColumn, .nonEmpty, help: "Class labels for zero-shot evaluation.")
+        coder.field("separator", &manifest.separator, help: "CSV field separator; null: `,`, or tab for .tsv.")
         guard coder.isDecoding else { return }
 
         if let path { manifest.path = path }
@@ -235,66 +249,69 @@ struct RecipeSourceFields: RecipeCoding {
 
 extension ImageAugmentation: RecipeCoding {
     mutating func code(_ coder: inout RecipeCoder) {
-        coder.section("random_resized_crop", &randomResizedCrop, start: RandomResizedCrop())
-        coder.field("horizontal_flip", &horizontalFlip, .probability)
-        coder.section("rotation", &rotation, start: Rotation(probability: 0, degrees: 0))
-        coder.section("color_jitter", &colorJitter, start: ColorJitter(probability: 0))
+        coder.section("random_resized_crop", &randomResizedCrop, start: RandomResizedCrop(),
+                      help: "torchvision's RandomResizedCrop (open_clip's default scale 0.9–1); null: resize and centre-crop.")
+        coder.field("horizontal_flip", &horizontalFlip, .probability, help: "Probability of a horizontal flip.")
+        coder.section("rotation", &rotation, start: Rotation(probability: 0, degrees: 0), help: "A random rotation; null: none.")
+        coder.section("color_jitter", &colorJitter, start: ColorJitter(probability: 0), help: "torchvision's ColorJitter; null: none.")
     }
 }
 
 extension ImageAugmentation.RandomResizedCrop: RecipeCoding {
     mutating func code(_ coder: inout RecipeCoder) {
-        coder.field("scale", &scale, .orderedPair(lowAbove: 0, highAtMost: 1))
-        coder.field("ratio", &ratio, .orderedPair(lowAbove: 0, highAtMost: nil))
+        coder.field("scale", &scale, .orderedPair(lowAbove: 0, highAtMost: 1), help: "[low, high]: the crop's area as a fraction of the image.")
+        coder.field("ratio", &ratio, .orderedPair(lowAbove: 0, highAtMost: nil), help: "[low, high]: the crop's aspect ratio (width / height).")
     }
 }
 
 extension ImageAugmentation.Rotation: RecipeCoding {
     mutating func code(_ coder: inout RecipeCoder) {
-        coder.field("probability", &probability, .probability, required: true)
-        coder.field("degrees", &degrees, .within(0...180), required: true)
-        coder.field("fill", &fill, RecipeRule(requirement: "must be 3 values (RGB)") { $0.count == 3 })
+        coder.field("probability", &probability, .probability, required: true, help: "Probability of a rotation.")
+        coder.field("degrees", &degrees, .within(0...180), required: true, help: "The angle is uniform in ±degrees.")
+        coder.field("fill", &fill, RecipeRule(requirement: "must be 3 values (RGB)") { $0.count == 3 }, help: "RGB of the corners the rotation uncovers.")
     }
 }
 
 extension ImageAugmentation.ColorJitter: RecipeCoding {
     mutating func code(_ coder: inout RecipeCoder) {
-        coder.field("probability", &probability, .probability, required: true)
-        coder.field("brightness", &brightness, .atLeast(0))
-        coder.field("contrast", &contrast, .atLeast(0))
-        coder.field("saturation", &saturation, .atLeast(0))
-        coder.field("hue", &hue, .within(0...0.5))
+        coder.field("probability", &probability, .probability, required: true, help: "Probability of jittering an image.")
+        coder.field("brightness", &brightness, .atLeast(0), help: "Brightness factor uniform in [1 − x, 1 + x].")
+        coder.field("contrast", &contrast, .atLeast(0), help: "Contrast factor uniform in [1 − x, 1 + x].")
+        coder.field("saturation", &saturation, .atLeast(0), help: "Saturation factor uniform in [1 − x, 1 + x].")
+        coder.field("hue", &hue, .within(0...0.5), help: "Hue shift uniform in ±x (fraction of the colour wheel).")
     }
 }
 
 extension TextAugmentationConfig: RecipeCoding {
     mutating func code(_ coder: inout RecipeCoder) {
-        coder.field("synonym_replacement", &synonymReplacement, .probability)
-        coder.field("random_insertion", &randomInsertion, .probability)
-        coder.field("random_swap", &randomSwap, .probability)
-        coder.field("random_deletion", &randomDeletion, .probability)
+        coder.field("synonym_replacement", &synonymReplacement, .probability, help: "Synonym replacement: this fraction of a caption's words is replaced by a WordNet synonym (EDA's α_sr).")
+        coder.field("random_insertion", &randomInsertion, .probability, help: "Random insertion: for this fraction of the words, a synonym of a random word is inserted at a random place (α_ri).")
+        coder.field("random_swap", &randomSwap, .probability, help: "Random swap: for this fraction of the words, two random words swap places (α_rs).")
+        coder.field("random_deletion", &randomDeletion, .probability, help: "Random deletion: each word is deleted with this probability (p_rd).")
     }
 }
 
 extension Recipe.LossSection: RecipeCoding {
     mutating func code(_ coder: inout RecipeCoder) {
-        coder.field("type", &type)
-        coder.field("logit_scale_max", &logitScaleMax, .above(0))
+        coder.field("type", &type, help: "clip: softmax cross-entropy in both directions (open_clip's ClipLoss); siglip: the pairwise sigmoid loss with a learned bias (SigLipLoss).")
+        coder.field("logit_scale_max", &logitScaleMax, .above(0), help: "The learned log logit scale is clamped to this (ln 100, CLIP's).")
     }
 }
 
 extension Recipe.OptimizerSection: RecipeCoding {
     mutating func code(_ coder: inout RecipeCoder) {
-        coder.field("type", &type)
-        coder.field("lr", &lr, .above(0))
-        coder.field("betas", &betas, RecipeRule(requirement: "must be two values in [0, 1)") { $0.count == 2 && $0.allSatisfy { (0..<1).contains($0) } })
-        coder.field("eps", &eps, .above(0))
-        coder.field("weight_decay", &weightDecay, .atLeast(0))
-        coder.field("momentum", &momentum, .within(0..<1))
-        coder.field("nesterov", &nesterov)
-        coder.field("no_decay_embeddings", &noDecayEmbeddings)
-        coder.field("grad_clip", &gradClip, .above(0))
-        coder.field("accumulation_steps", &accumulationSteps, .atLeast(1))
+        coder.field("type", &type, help: "AdamW or SGD (torch.optim's).")
+        coder.field("lr", &lr, .above(0), help: "Base (peak) learning rate.")
+        coder.field("betas", &betas, RecipeRule(requirement: "must be two values in [0, 1)") { $0.count == 2 && $0.allSatisfy { (0..<1).contains($0) } },
+                    help: "AdamW's (β1, β2).")
+        coder.field("eps", &eps, .above(0), help: "AdamW's ε.")
+        coder.field("weight_decay", &weightDecay, .atLeast(0), help: "Decoupled weight decay; biases, norms and the logit scale never decay.")
+        coder.field("momentum", &momentum, .within(0..<1), help: "SGD's momentum.")
+        coder.field("nesterov", &nesterov, help: "SGD with Nesterov momentum.")
+        coder.field("no_decay_embeddings", &noDecayEmbeddings, help: "Exempt embedding tables from weight decay too.")
+        coder.field("grad_clip", &gradClip, .above(0), help: "Largest global gradient norm; null: no clipping.")
+        coder.field("accumulation_steps", &accumulationSteps, .atLeast(1),
+                    help: "Micro-batches per optimizer step; earlier micro-batches' features stay in the loss as negatives (open_clip's --accum-freq).")
         guard coder.isDecoding else { return }
         if type == .sgd, nesterov, momentum == 0 {
             coder.report("nesterov", "needs momentum > 0")
@@ -313,8 +330,9 @@ extension Recipe.ScheduleSection: RecipeCoding {
 
     mutating func code(_ coder: inout RecipeCoder) {
         var name = kind.name
-        coder.field("type", &name)
-        coder.field("warmup_steps", &warmupSteps, .atLeast(0))
+        coder.field("type", &name, help: "cosine: down to 0 at the last step; constant; const_cooldown: constant, then a decay over the last `cooldown_steps`; step: × `gamma` every `step_every` steps; linear: a line to `end_lr`; plateau: × `factor` when `metric` stalls (ReduceLROnPlateau).")
+        coder.field("warmup_steps", &warmupSteps, .atLeast(0), help: "Steps of linear warmup from 0 to the base rate.")
+        if coder.isDocumenting { documentEveryKind(&coder); return }
         // A key of another kind is a mistake worth naming (a typo gets "unknown key" instead).
         let own = Self.kindKeys[name] ?? []
         for (other, keys) in Self.kindKeys where other != name {
@@ -323,6 +341,11 @@ extension Recipe.ScheduleSection: RecipeCoding {
                 coder.accept(key)
             }
         }
+        codeKindKeys(name, &coder)
+    }
+
+    /// The keys of one kind (decoding: read into `kind`; encoding: written from it).
+    private mutating func codeKindKeys(_ name: LRSchedule.Kind.Name, _ coder: inout RecipeCoder) {
         switch name {
         case .cosine: kind = .cosine
         case .constant: kind = .constant
@@ -330,70 +353,85 @@ extension Recipe.ScheduleSection: RecipeCoding {
             var (steps, power, endLR) = (1, 1.0, 0.0)
             if case .constantCooldown(let s, let p, let e) = kind { (steps, power, endLR) = (s, p, e) }
             coder.requireKey("cooldown_steps", because: "type is \"const_cooldown\"")
-            coder.field("cooldown_steps", &steps, .atLeast(1))
-            coder.field("cooldown_power", &power, .above(0))
-            coder.field("end_lr", &endLR, .atLeast(0))
+            coder.field("cooldown_steps", &steps, .atLeast(1), help: "const_cooldown: length of the final decay.")
+            coder.field("cooldown_power", &power, .above(0), help: "const_cooldown: exponent of the decay.")
+            coder.field("end_lr", &endLR, .atLeast(0), help: "const_cooldown and linear: the rate at the last step.")
             kind = .constantCooldown(cooldownSteps: steps, power: power, endLR: endLR)
         case .step:
             var (every, gamma) = (1, 0.1)
             if case .step(let e, let g) = kind { (every, gamma) = (e, g) }
             coder.requireKey("step_every", because: "type is \"step\"")
-            coder.field("step_every", &every, .atLeast(1))
-            coder.field("gamma", &gamma, .above(0))
+            coder.field("step_every", &every, .atLeast(1), help: "step: steps between two decays.")
+            coder.field("gamma", &gamma, .above(0), help: "step: factor applied at each decay.")
             kind = .step(every: every, gamma: gamma)
         case .linear:
             var endLR = 0.0
             if case .linear(let e) = kind { endLR = e }
-            coder.field("end_lr", &endLR, .atLeast(0))
+            coder.field("end_lr", &endLR, .atLeast(0), help: "const_cooldown and linear: the rate at the last step.")
             kind = .linear(endLR: endLR)
         case .plateau:
             kind = .plateau
-            coder.field("metric", &plateau.watch.metric, .nonEmpty)
-            coder.field("mode", &plateau.watch.mode)
-            coder.field("factor", &plateau.factor, RecipeRule(requirement: "must be in (0, 1)") { $0 > 0 && $0 < 1 })
-            coder.field("patience", &plateau.patience, .atLeast(0))
-            coder.field("threshold", &plateau.threshold, .atLeast(0))
-            coder.field("cooldown", &plateau.cooldown, .atLeast(0))
-            coder.field("min_lr_scale", &plateau.minLRScale, .within(0...1))
+            codePlateau(&coder)
+        }
+    }
+}
+
+extension Recipe.ScheduleSection {
+    private mutating func codePlateau(_ coder: inout RecipeCoder) {
+        coder.field("metric", &plateau.watch.metric, .nonEmpty, help: "plateau: the validation metric watched; null: the run's main metric.")
+        coder.field("mode", &plateau.watch.mode, help: "plateau: whether larger or smaller is better; null: the metric's own direction.")
+        coder.field("factor", &plateau.factor, RecipeRule(requirement: "must be in (0, 1)") { $0 > 0 && $0 < 1 }, help: "plateau: the rate is multiplied by this when the metric stalls.")
+        coder.field("patience", &plateau.patience, .atLeast(0), help: "plateau: evaluations without improvement before the rate drops.")
+        coder.field("threshold", &plateau.threshold, .atLeast(0), help: "plateau: relative change that counts as an improvement.")
+        coder.field("cooldown", &plateau.cooldown, .atLeast(0), help: "plateau: evaluations after a drop during which stalls are not counted.")
+        coder.field("min_lr_scale", &plateau.minLRScale, .within(0...1), help: "plateau: the rate never drops below this fraction of the base rate.")
+    }
+
+    /// The recipe reference lists the keys of every kind, with their defaults.
+    private mutating func documentEveryKind(_ coder: inout RecipeCoder) {
+        for kind in [LRSchedule.Kind.constantCooldown(cooldownSteps: 1, power: 1, endLR: 0), .step(every: 1, gamma: 0.1), .linear(endLR: 0), .plateau] {
+            var copy = self
+            copy.kind = kind
+            copy.codeKindKeys(kind.name, &coder)
         }
     }
 }
 
 extension Recipe.EvalSection: RecipeCoding {
     mutating func code(_ coder: inout RecipeCoder) {
-        coder.field("every_steps", &everySteps, .atLeast(1))
-        coder.field("every_epoch", &everyEpoch)
-        coder.field("retrieval", &retrieval)
-        coder.section("zeroshot", &zeroshot, start: Recipe.ZeroShot(classes: ""))
-        coder.field("batch_size", &batchSize, .atLeast(1))
+        coder.field("every_steps", &everySteps, .atLeast(1), help: "Also evaluate every this many steps; null: only at epoch ends (with `every_epoch`).")
+        coder.field("every_epoch", &everyEpoch, help: "Evaluate at the end of every epoch.")
+        coder.field("retrieval", &retrieval, help: "Image-text retrieval metrics (R@1/5/10 and ranks, both directions, open_clip's names).")
+        coder.section("zeroshot", &zeroshot, start: Recipe.ZeroShot(classes: ""), help: "Zero-shot classification on labelled validation data; null: off.")
+        coder.field("batch_size", &batchSize, .atLeast(1), help: "Evaluation batch size; null: `data.batch_size`.")
     }
 }
 
 extension Recipe.ZeroShot: RecipeCoding {
     mutating func code(_ coder: inout RecipeCoder) {
-        coder.field("classes", &classes, .nonEmpty, required: true)
+        coder.pathField("classes", &classes, required: true, help: "JSON file `{\"classes\": [...], \"templates\": [\"a photo of a {}.\", ...]}`.")
     }
 }
 
 extension Recipe.EarlyStoppingSection: RecipeCoding {
     mutating func code(_ coder: inout RecipeCoder) {
-        coder.field("metric", &watch.metric, .nonEmpty)
-        coder.field("mode", &watch.mode)
-        coder.field("patience", &patience, .atLeast(1))
-        coder.field("min_delta", &minDelta, .atLeast(0))
+        coder.field("metric", &watch.metric, .nonEmpty, help: "The validation metric watched; null: the run's main metric (image_to_text_R@1, or teacher_cosine for text distillation).")
+        coder.field("mode", &watch.mode, help: "Whether larger or smaller is better; null: the metric's own direction.")
+        coder.field("patience", &patience, .atLeast(1), help: "Evaluations without improvement before the run stops.")
+        coder.field("min_delta", &minDelta, .atLeast(0), help: "The least change that counts as an improvement.")
     }
 }
 
 extension Recipe.DistillSection: RecipeCoding {
     mutating func code(_ coder: inout RecipeCoder) {
-        coder.field("teacher", &teacher, .nonEmpty, required: true)
-        coder.field("temperature", &temperature, .above(0))
-        coder.field("logit_weight", &logitWeight, .atLeast(0))
-        coder.field("feature_weight", &featureWeight, .atLeast(0))
-        coder.field("feature_loss", &featureLoss)
-        coder.field("feature_projection", &featureProjection)
-        coder.field("contrastive_weight", &contrastiveWeight, .atLeast(0))
-        coder.field("student_init", &studentInit)
+        coder.pathField("teacher", &teacher, required: true, help: "Checkpoint folder of the teacher: a CLIP / dual encoder, or a text-only model (sentence-transformers BERT) for text-tower distillation.")
+        coder.field("temperature", &temperature, .above(0), help: "Softening temperature T of the logit distillation (the term is scaled by T²).")
+        coder.field("logit_weight", &logitWeight, .atLeast(0), help: "Weight of the KL between the teacher's and the student's image-text similarities over the batch, both directions (text-only: sentence-sentence).")
+        coder.field("feature_weight", &featureWeight, .atLeast(0), help: "Weight of the distance between student and teacher embeddings.")
+        coder.field("feature_loss", &featureLoss, help: "cosine: 1 − cosine similarity; mse: mean squared error.")
+        coder.field("feature_projection", &featureProjection, help: "A learned linear map from the student's embedding size to the teacher's when they differ (training only; never exported).")
+        coder.field("contrastive_weight", &contrastiveWeight, .atLeast(0), help: "Weight of the student's own contrastive loss (text-only: in-batch contrastive loss against the teacher's embeddings).")
+        coder.field("student_init", &studentInit, help: "random, or teacher_layers: embeddings and evenly spaced layers copied from a text-only teacher (6 → 2: layers 2 and 5).")
         guard coder.isDecoding else { return }
         if logitWeight == 0, featureWeight == 0, contrastiveWeight == 0 {
             coder.report("logit_weight", "logit_weight, feature_weight and contrastive_weight are all 0: nothing to train on")
@@ -403,11 +441,11 @@ extension Recipe.DistillSection: RecipeCoding {
 
 extension Recipe.CheckpointSection: RecipeCoding {
     mutating func code(_ coder: inout RecipeCoder) {
-        coder.field("directory", &directory, .nonEmpty)
-        coder.field("keep_best", &keepBest)
-        coder.field("best_metric", &best.metric, .nonEmpty)
-        coder.field("best_mode", &best.mode)
-        coder.field("keep_last", &keepLast)
-        coder.field("every_steps", &everySteps, .atLeast(1))
+        coder.field("directory", &directory, .nonEmpty, help: "Folder of run folders (relative to the working directory: an output, not an input).")
+        coder.field("keep_best", &keepBest, help: "Keep the checkpoint that scored best in evaluation as `best/`.")
+        coder.field("best_metric", &best.metric, .nonEmpty, help: "The metric `best/` keeps the best of; null: early stopping's metric, else the run's main metric.")
+        coder.field("best_mode", &best.mode, help: "Whether larger or smaller is better; null: the metric's own direction.")
+        coder.field("keep_last", &keepLast, help: "Keep the newest checkpoint as `last/` (what `--resume` continues).")
+        coder.field("every_steps", &everySteps, .atLeast(1), help: "Also save `last/` every this many steps; null: after evaluations and at the end.")
     }
 }
