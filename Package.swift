@@ -50,8 +50,13 @@ let package = Package(
         .target(name: "Torch", dependencies: ["CTorch"]),
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CLibPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        // libpng reports errors by longjmp, which must not cross Swift frames: one C function
+        // holds the setjmp and every libpng call.
+        .target(name: "CPNGDecode", dependencies: ["CLibPNG"]),
+        .systemLibrary(name: "CWebP", pkgConfig: "libwebpdemux", providers: [.apt(["libwebp-dev"])]),
         .target(name: "NN", dependencies: ["Torch"]),
-        .target(name: "Datasets", dependencies: ["Torch", "CTurboJPEG", "CZstd"]),
+        .target(name: "Datasets", dependencies: ["Torch", "CTurboJPEG", "CPNGDecode", "CWebP", "CZstd"]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "Tokenizers", dependencies: ["CZlib"]),
         .target(name: "Models", dependencies: ["NN", "Datasets", "Tokenizers"]),

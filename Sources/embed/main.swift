@@ -12,7 +12,7 @@ struct Embed: ParsableCommand {
         abstract: "Embed images and texts with a CLIP, dual-encoder or sentence-transformers checkpoint.", version: ClipTune.versionLine)
 
     @Option(help: "Checkpoint folder (config.json + model.safetensors + tokenizer files).") var checkpoint: String
-    @Option(parsing: .upToNextOption, help: "JPEG files to embed.") var images: [String] = []
+    @Option(parsing: .upToNextOption, help: "Image files to embed (JPEG, PNG or WebP, told apart by content).") var images: [String] = []
     @Option(parsing: .upToNextOption, help: "Texts to embed.") var texts: [String] = []
     @Option(help: "A JSON array of texts to embed.") var textsFile: String?
     @Option(help: "Where to write {\"image_embeds\": [...], \"text_embeds\": [...]}.") var out: String

@@ -9,7 +9,7 @@ struct ImagePipelineTests {
         let pipeline = ImagePipeline()
         var random = SeededRandom(seed: 0)
         var out = [Float](repeating: 0, count: pipeline.sampleCount)
-        try bytes.withUnsafeBytes { b in try out.withUnsafeMutableBufferPointer { try pipeline.process(b, decoder: JPEGDecoder(), random: &random, into: $0) } }
+        try bytes.withUnsafeBytes { b in try out.withUnsafeMutableBufferPointer { try pipeline.process(b, decoder: ImageDecoder(), random: &random, into: $0) } }
         let expected = try Data(contentsOf: URL(fileURLWithPath: Fixture.path("jpeg/photo_clip_pixel_values.f32"))).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
         // The fixture keeps every 4th row and column of the 3×224×224 output.
         var worst: Float = 0
@@ -62,7 +62,7 @@ struct ImagePipelineTests {
         func run(_ seed: UInt64) throws -> [Float] {
             var random = SeededRandom(seed: seed, epoch: 0, index: 0)
             var out = [Float](repeating: 0, count: pipeline.sampleCount)
-            try bytes.withUnsafeBytes { b in try out.withUnsafeMutableBufferPointer { try pipeline.process(b, decoder: JPEGDecoder(), random: &random, into: $0) } }
+            try bytes.withUnsafeBytes { b in try out.withUnsafeMutableBufferPointer { try pipeline.process(b, decoder: ImageDecoder(), random: &random, into: $0) } }
             return out
         }
         let a = try run(1), b = try run(1), c = try run(2)

@@ -102,13 +102,78 @@ struct LoaderTests {
         #expect(iterator.skippedCount == 4)
         let reasons = iterator.issues.map(\.description).joined(separator: "\n")
         #expect(reasons.contains("m.csv:3") && reasons.contains("missing.jpg"))
-        #expect(reasons.contains("m.csv:4") && reasons.contains("not a JPEG"))
+        #expect(reasons.contains("m.csv:4") && reasons.contains("text.jpg") && reasons.contains("not a JPEG, PNG or WebP"))
         #expect(reasons.contains("m.csv:5: ") && reasons.contains("JPEG"))
         #expect(reasons.contains("m.csv:6") && reasons.contains("empty caption"))
 
         let strict = loader(source, threads: 2, batch: 4, policy: .fail).epoch(0)
         let error = #expect(throws: SampleIssue.self) { _ = try all(strict) }
         #expect(error?.origin.contains("m.csv:") == true)
+    }
+
+    /// PNG and WebP samples, in shards (`.png`/`.webp` members, or any image member whatever its
+    /// content) and in manifests, go through the same pipeline as JPEGs: the loader gives what
+    /// `ImagePipeline.process` gives for those bytes, whatever the thread count; damaged ones
+    /// are skipped with their shard:key or manifest line and file.
+    @Test func pngAndWebPLoadLikeJPEGs() throws {
+        let folder = temporaryFolder()
+        func fixture(_ name: String) throws -> [UInt8] { [UInt8](try Data(contentsOf: URL(fileURLWithPath: Fixture.path(name)))) }
+        let images: [(member: String, bytes: [UInt8])] = [
+            ("png", try fixture("images/rgba8.png")), ("webp", try fixture("images/webp_lossy_alpha.webp")),
+            ("jpg", try fixture("jpeg/photo.jpg")), ("jpg", try fixture("images/palette8_trns.png")),   // a PNG in a .jpg member
+            ("png", try fixture("images/rgba16_interlaced.png")), ("jpeg", try fixture("jpeg/gray.jpg")),
+            ("webp", try fixture("images/webp_animated.webp")),
+        ]
+        let corrupt = try fixture("images/rgb8.png").dropLast(60)
+        let writer = try ShardWriter(folder: folder, prefix: "mixed", samplesPerShard: 4)
+        for (i, image) in images.enumerated() {
+            try writer.add(key: "s\(i)", members: [(image.member, image.bytes), ("txt", Array("sample \(i)".utf8))])
+        }
+        try writer.add(key: "broken", members: [("png", Array(corrupt)), ("txt", Array("broken".utf8))])
+        try writer.close()
+        var manifest = "image_path,caption\n"
+        for (i, image) in images.enumerated() {
+            try Data(image.bytes).write(to: URL(fileURLWithPath: "\(folder)/\(i).\(image.member)"))
+            manifest += "\(i).\(image.member),sample \(i)\n"
+        }
+        try Data(corrupt).write(to: URL(fileURLWithPath: "\(folder)/broken.png"))
+        manifest += "broken.png,broken\n"
+        try manifest.write(toFile: "\(folder)/m.csv", atomically: true, encoding: .utf8)
+
+        // Each sample's pixels, straight from the pipeline (evaluation path: no randomness).
+        let pipeline = ImagePipeline(preprocessing: ImagePreprocessing(size: 16))
+        let direct: [String: [Float]] = try Dictionary(uniqueKeysWithValues: images.enumerated().map { i, image in
+            var random = SeededRandom(seed: 0)
+            var out = [Float](repeating: 0, count: pipeline.sampleCount)
+            try image.bytes.withUnsafeBytes { b in try out.withUnsafeMutableBufferPointer { try pipeline.process(b, decoder: ImageDecoder(), random: &random, into: $0) } }
+            return ("sample \(i)", out)
+        })
+        for source in [DatasetSource.shards(writer.writtenShards), .manifest(try ManifestSource(path: "\(folder)/m.csv"))] {
+            var results: [[Batch]] = []
+            for threads in [1, 3] {
+                let iterator = loader(source, threads: threads, batch: 3, augment: false).epoch(0)
+                results.append(try all(iterator))
+                #expect(iterator.skippedCount == 1)
+                let issue = try #require(iterator.issues.first)
+                if case .shards = source {
+                    #expect(issue.origin.hasSuffix("mixed-0001.tar.zst:broken") && issue.reason.contains("PNG"), "\(issue)")
+                } else {
+                    #expect(issue.origin == "\(folder)/m.csv:9" && issue.reason.contains("broken.png") && issue.reason.contains("truncated PNG"), "\(issue)")
+                }
+            }
+            #expect(results[0].flatMap(\.captions).count == images.count)
+            for (one, three) in zip(results[0], results[1]) {
+                #expect(one.captions == three.captions && one.pixels.equal(three.pixels))
+                let floats = one.pixels.toArray(Float.self)
+                for (j, caption) in one.captions.enumerated() {
+                    let slice = Array(floats[(j * pipeline.sampleCount)..<((j + 1) * pipeline.sampleCount)])
+                    #expect(slice == direct[caption], "\(caption): the loader's pixels differ from the pipeline's")
+                }
+            }
+        }
+        // With augmentation too, the samples do not depend on the thread count.
+        let augmented = try [1, 2].map { try all(loader(.shards(writer.writtenShards), threads: $0, batch: 4).epoch(1)) }
+        #expect(zip(augmented[0], augmented[1]).allSatisfy { $0.captions == $1.captions && $0.pixels.equal($1.pixels) })
     }
 
     @Test func truncatedShardIsSkippedOrFails() throws {

@@ -146,8 +146,9 @@ struct PackTests {
         for i in 0..<5 { try Data(try encoder.encode(RGBImage(width: 8, height: 8, fill: (UInt8(i * 40), 0, 0)))).write(to: URL(fileURLWithPath: "\(folder)/\(i).jpg")) }
         try "image_path,caption\n0.jpg,zero\n1.jpg,one\nmissing.jpg,gone\n3.jpg,three\n4.jpg,four\n".write(toFile: "\(folder)/m.csv", atomically: true, encoding: .utf8)
         let report = try ShardPacker.pack(try ManifestSource(path: "\(folder)/m.csv"), into: "\(folder)/shards", prefix: "train", samplesPerShard: 3)
-        #expect(report.packed == 4 && report.skipped.count == 1 && report.shards.count == 2)
-        #expect(report.skipped[0].contains("m.csv:4"))
+        #expect(report.packed == 4 && report.rejected.count == 1 && report.shards.count == 2)
+        #expect(report.rejected[0].kind == .missingImage && report.rejected[0].issue.origin == "\(folder)/m.csv:4")
+        #expect(report.rejectionSummary == "rejected 1 row: 1 missing image file")
         var captions: [String] = []
         for shard in report.shards {
             let reader = try ShardReader(path: shard)
@@ -157,5 +158,60 @@ struct PackTests {
         #expect(throws: SampleIssue.self) {
             try ShardPacker.pack(try ManifestSource(path: "\(folder)/m.csv"), into: "\(folder)/strict", prefix: "x", samplesPerShard: 3, badSamples: .fail)
         }
+    }
+
+    /// Every image is decoded at pack time: members are named after the format the content
+    /// shows, and undecodable images are rejected with their manifest line.
+    @Test func everyImageIsCheckedAndNamedByItsContent() throws {
+        let folder = temporaryFolder()
+        func fixture(_ name: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: Fixture.path(name))) }
+        let png = try fixture("images/rgba8.png"), webp = try fixture("images/webp_lossy_alpha.webp"), jpeg = try fixture("jpeg/photo.jpg")
+        let files: [(String, Data)] = [
+            ("a.jpg", jpeg), ("b.PNG", png), ("misnamed.jpg", png), ("c.webp", webp),
+            ("truncated.jpg", jpeg.prefix(jpeg.count - 300)), ("corrupt.png", png.prefix(png.count - 50)),
+            ("text.png", Data("not an image".utf8)), ("animation.gif", Data("GIF89a".utf8) + Data(count: 40)),
+        ]
+        for (name, data) in files { try data.write(to: URL(fileURLWithPath: "\(folder)/\(name)")) }
+        var manifest = "image_path,caption\n"
+        for (name, _) in files { manifest += "\(name),picture \(name)\n" }
+        manifest += "a.jpg,\n"   // an empty caption
+        try manifest.write(toFile: "\(folder)/m.csv", atomically: true, encoding: .utf8)
+        var warnings: [String] = []
+        let report = try ShardPacker.pack(try ManifestSource(path: "\(folder)/m.csv"), into: "\(folder)/shards", prefix: "p",
+                                          samplesPerShard: 10) { warnings.append($0) }
+        #expect(report.packed == 4)
+        #expect(report.rejected.map(\.issue.origin) == [6, 7, 8, 9, 10].map { "\(folder)/m.csv:\($0)" })
+        #expect(report.rejected.map(\.kind) == [.undecodableImage, .undecodableImage, .undecodableImage, .undecodableImage, .badRow])
+        #expect(report.rejected[0].issue.reason.contains("truncated.jpg") && report.rejected[0].issue.reason.contains("JPEG"))
+        #expect(report.rejected[1].issue.reason.contains("corrupt.png") && report.rejected[1].issue.reason.contains("PNG"))
+        #expect(report.rejected[2].issue.reason.contains("not a JPEG, PNG or WebP"))
+        #expect(report.rejected[3].issue.reason.contains("GIF"))
+        #expect(report.rejectionSummary == "rejected 5 rows: 4 images that do not decode, 1 bad row")
+        #expect(warnings.count == 5 && warnings.allSatisfy { $0.hasPrefix("warning: skipped \(folder)/m.csv:") })
+        // The members: extensions from the content, bytes unchanged; every sample reads back and decodes.
+        let reader = try ShardReader(path: report.shards[0])
+        var members: [String] = []
+        let decoder = ImageDecoder()
+        while let next = try reader.next() {
+            let record = try next.get()
+            guard case .bytes(let bytes) = record.image else { Issue.record("no image bytes"); continue }
+            members.append("\(record.origin.split(separator: ":").last!).\(try bytes.withUnsafeBytes { try decoder.header($0) }.format.fileExtension)")
+        }
+        #expect(members == ["000000000.jpg", "000000001.png", "000000002.png", "000000003.webp"])
+        let extract = temporaryFolder()
+        let tar = Process()
+        tar.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        tar.arguments = ["tar", "--zstd", "-xf", report.shards[0], "-C", extract]
+        try tar.run()
+        tar.waitUntilExit()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: extract).filter { !$0.hasSuffix(".txt") }.sorted() == members)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: "\(extract)/000000002.png")) == png)
+
+        // Under `fail` the first bad row stops the pack, and no shard is left behind.
+        let failure = #expect(throws: SampleIssue.self) {
+            try ShardPacker.pack(try ManifestSource(path: "\(folder)/m.csv"), into: "\(folder)/strict", prefix: "x", samplesPerShard: 2, badSamples: .fail)
+        }
+        #expect(failure?.origin == "\(folder)/m.csv:6")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(folder)/strict").isEmpty)
     }
 }

@@ -231,7 +231,7 @@ struct ServingSnippetTests {
         var pixels = [Float](repeating: 0, count: pipeline.sampleCount)
         var random = SeededRandom(seed: 0, epoch: 0, index: 0)
         try jpeg.withUnsafeBytes { encoded in
-            try pixels.withUnsafeMutableBufferPointer { try pipeline.process(encoded, decoder: JPEGDecoder(), random: &random, into: $0) }
+            try pixels.withUnsafeMutableBufferPointer { try pipeline.process(encoded, decoder: ImageDecoder(), random: &random, into: $0) }
         }
         let size = loaded.preprocessing!.size
         let ours: Double = withNoGrad {

@@ -310,7 +310,7 @@ struct ProgramTests {
         let pipeline = ImagePipeline(preprocessing: try #require(loaded.preprocessing))
         var pixels = [Float](repeating: 0, count: images.count * pipeline.sampleCount)
         var random = SeededRandom(seed: 0)
-        let decoder = JPEGDecoder()
+        let decoder = ImageDecoder()
         for (i, path) in images.enumerated() {
             let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
             try bytes.withUnsafeBytes { encoded in
@@ -397,9 +397,11 @@ struct ProgramTests {
         let folder = temporaryFolder()
         let images = try Fixtures.images
         // A ';'-separated manifest with its own column names, a caption holding the other
-        // separator, and one row whose image is missing.
+        // separator, one row whose image is missing, a PNG, a WebP, a PNG named .jpg and a
+        // truncated PNG (every image is decoded at pack time; members are named by content).
         var rows = ["file;text;note"]
-        var expected: [(row: Int, path: String, caption: String)] = []
+        var expected: [(row: Int, path: String, caption: String, member: String)] = []
+        try FileManager.default.createDirectory(atPath: "\(folder)/images", withIntermediateDirectories: true)
         for (i, image) in images.prefix(7).enumerated() {
             if i == 3 {
                 rows.append("images/missing.jpg;nothing here;x")
@@ -407,20 +409,30 @@ struct ProgramTests {
             }
             let caption = i == 5 ? "\(image.caption), drawn small" : image.caption
             let relative = "images/\(i).jpg"
-            try FileManager.default.createDirectory(atPath: "\(folder)/images", withIntermediateDirectories: true)
             try FileManager.default.copyItem(atPath: image.path, toPath: "\(folder)/\(relative)")
             rows.append("\(relative);\(caption);n\(i)")
-            expected.append((i < 3 ? i : i + 1, "\(folder)/\(relative)", caption))   // data rows, counted from 0 after the header
+            expected.append((i < 3 ? i : i + 1, "\(folder)/\(relative)", caption, "jpg"))   // data rows, counted from 0 after the header
         }
+        let pictures = "\(repositoryRoot)/Tests/DatasetsTests/Fixtures/images"
+        for (i, (fixture, relative, member)) in [("rgba8_photo.png", "images/7.png", "png"), ("webp_lossy_alpha.webp", "images/8.webp", "webp"),
+                                                 ("palette8_trns.png", "images/9.jpg", "png")].enumerated() {
+            try FileManager.default.copyItem(atPath: "\(pictures)/\(fixture)", toPath: "\(folder)/\(relative)")
+            rows.append("\(relative);picture \(i) in \(member);m\(i)")
+            expected.append((8 + i, "\(folder)/\(relative)", "picture \(i) in \(member)", member))
+        }
+        let png = try Data(contentsOf: URL(fileURLWithPath: "\(pictures)/rgb8.png"))
+        try png.prefix(png.count - 80).write(to: URL(fileURLWithPath: "\(folder)/images/broken.png"))
+        rows.append("images/broken.png;cut short;b")   // line 14 of the file
         try (rows.joined(separator: "\n") + "\n").write(toFile: "\(folder)/pairs.csv", atomically: true, encoding: .utf8)
         let arguments = ["--manifest", "\(folder)/pairs.csv", "--shard-size", "3", "--prefix", "part",
                          "--image-column", "file", "--caption-column", "text", "--separator", ";"]
         let result = try run("pack", arguments + ["--out", "\(folder)/shards"])
         try #require(result.succeeded, "\(result)")
-        #expect(result.lines.contains("packed 7 pairs into 3 shards in \(folder)/shards (1 rows skipped)"), "\(result)")
-        #expect(result.stderr.contains("warning: skipped") && result.stderr.contains("missing.jpg"), "\(result)")
+        #expect(result.lines.contains("packed 10 pairs into 4 shards in \(folder)/shards; rejected 2 rows: 1 missing image file, 1 image that does not decode"), "\(result)")
+        #expect(result.stderr.contains("warning: skipped \(folder)/pairs.csv:5: image file \(folder)/images/missing.jpg is missing"), "\(result)")
+        #expect(result.stderr.contains("warning: skipped \(folder)/pairs.csv:14: image \(folder)/images/broken.png: corrupt or truncated PNG"), "\(result)")
         let shards = (try FileManager.default.contentsOfDirectory(atPath: "\(folder)/shards")).sorted()
-        #expect(shards == ["part-0000.tar.zst", "part-0001.tar.zst", "part-0002.tar.zst"])
+        #expect(shards == ["part-0000.tar.zst", "part-0001.tar.zst", "part-0002.tar.zst", "part-0003.tar.zst"])
 
         // Read back with the Data library: the same bytes and captions, 3 + 3 + 1, in order.
         var read: [(origin: String, bytes: [UInt8], captions: [String])] = []
@@ -435,7 +447,7 @@ struct ProgramTests {
             }
             perShard.append(n)
         }
-        #expect(perShard == [3, 3, 1])
+        #expect(perShard == [3, 3, 3, 1])
         #expect(read.count == expected.count)
         for (got, want) in zip(read, expected) {
             #expect(got.bytes == [UInt8](try Data(contentsOf: URL(fileURLWithPath: want.path))), "\(got.origin): image bytes differ from \(want.path)")
@@ -444,33 +456,52 @@ struct ProgramTests {
         }
         // tar reads them too.
         if FileManager.default.isExecutableFile(atPath: "/usr/bin/zstd") || FileManager.default.isExecutableFile(atPath: "/bin/zstd") {
-            let tar = Process()
-            tar.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            tar.arguments = ["tar", "--zstd", "-tf", "\(folder)/shards/part-0000.tar.zst"]
-            let listing = "\(folder)/listing.txt"
-            _ = FileManager.default.createFile(atPath: listing, contents: nil)
-            tar.standardOutput = FileHandle(forWritingAtPath: listing)
-            try tar.run()
-            let finished = poll(timeout: 60) { !tar.isRunning }
-            if !finished { kill(tar.processIdentifier, SIGKILL) }
-            tar.waitUntilExit()
-            #expect(finished && tar.terminationStatus == 0)
-            let names = try String(contentsOfFile: listing, encoding: .utf8).split(separator: "\n").map(String.init)
-            let keys = expected.prefix(3).map { String(format: "%09d", $0.row) }
-            #expect(names == keys.flatMap { ["\($0).jpg", "\($0).txt"] }, "\(names)")
+            func listTar(_ shard: String) throws -> [String] {
+                let tar = Process()
+                tar.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+                tar.arguments = ["tar", "--zstd", "-tf", shard]
+                let listing = "\(folder)/listing.txt"
+                _ = FileManager.default.createFile(atPath: listing, contents: nil)
+                tar.standardOutput = FileHandle(forWritingAtPath: listing)
+                try tar.run()
+                let finished = poll(timeout: 60) { !tar.isRunning }
+                if !finished { kill(tar.processIdentifier, SIGKILL) }
+                tar.waitUntilExit()
+                #expect(finished && tar.terminationStatus == 0, "tar -tf \(shard)")
+                return try String(contentsOfFile: listing, encoding: .utf8).split(separator: "\n").map(String.init)
+            }
+            // Members are named after the content: the PNG that was called .jpg is a .png.
+            let names = try shards.flatMap { try listTar("\(folder)/shards/\($0)") }
+            #expect(names == expected.flatMap { [String(format: "%09d.", $0.row) + $0.member, String(format: "%09d.txt", $0.row)] }, "\(names)")
         } else {
             print("note: zstd is not installed; the shards were not listed with tar")
         }
-        // And a program reads them: eval over all three shards sees the 7 pairs.
+        // And programs read them: eval over all four shards sees the 10 pairs (JPEG, PNG and
+        // WebP), and over the manifest itself the same 10 (the truncated PNG skipped).
         let checkpoint = try Trained.tiny.get().last
-        let evaluated = try run("eval", ["--checkpoint", checkpoint, "--data", "\(folder)/shards/part-{0000..0002}.tar.zst"])
+        let evaluated = try run("eval", ["--checkpoint", checkpoint, "--data", "\(folder)/shards/part-{0000..0003}.tar.zst"])
         try #require(evaluated.succeeded, "\(evaluated)")
-        #expect(numbers(try parseObject(evaluated.stdout, what: "eval's output")["metrics"])["val_samples"] == 7)
+        let shardMetrics = numbers(try parseObject(evaluated.stdout, what: "eval's output")["metrics"])
+        #expect(shardMetrics["val_samples"] == 10)
+        // eval reads `image_path,caption` manifests: the same rows, in the same order.
+        var standard = ["image_path,caption"]
+        for (i, want) in expected.enumerated() {
+            if i == 3 { standard.append("images/missing.jpg,nothing here") }
+            standard.append("\(want.path),\"\(want.caption.replacingOccurrences(of: "\"", with: "\"\""))\"")
+        }
+        standard.append("images/broken.png,cut short")   // line 13
+        try (standard.joined(separator: "\n") + "\n").write(toFile: "\(folder)/standard.csv", atomically: true, encoding: .utf8)
+        let fromManifest = try run("eval", ["--checkpoint", checkpoint, "--data", "\(folder)/standard.csv"])
+        try #require(fromManifest.succeeded, "\(fromManifest)")
+        let manifestMetrics = numbers(try parseObject(fromManifest.stdout, what: "eval's output")["metrics"])
+        #expect(manifestMetrics == shardMetrics, "eval of the manifest and of its shards differ: \(manifestMetrics) vs \(shardMetrics)")
+        #expect(fromManifest.stderr.contains("standard.csv:13: \(folder)/images/broken.png: corrupt or truncated PNG"), "\(fromManifest)")
 
-        // --bad-samples fail stops at the missing image.
+        // --bad-samples fail stops at the missing image and leaves no shard behind.
         let strict = try run("pack", arguments + ["--out", "\(folder)/strict", "--bad-samples", "fail"])
         #expect(!strict.succeeded && !strict.signaled, "\(strict)")
-        #expect(strict.stderr.contains("missing.jpg"), "\(strict)")
+        #expect(strict.stderr.contains("pairs.csv:5") && strict.stderr.contains("missing.jpg"), "\(strict)")
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: "\(folder)/strict"))?.isEmpty ?? true)
     }
 
     // MARK: embed
@@ -520,6 +551,18 @@ struct ProgramTests {
         #expect(Set(try readObject("\(folder)/c.json").keys) == ["text_embeds"])
         let textC = try rows("\(folder)/c.json", "text_embeds")
         #expect(textC.count == 2 && zip(textC.joined(), textA.joined()).allSatisfy { abs($0 - $1) < 1e-6 })
+
+        // PNG and WebP files embed too, told apart by content; a foreign file is an error that names it.
+        let pictures = "\(repositoryRoot)/Tests/DatasetsTests/Fixtures/images"
+        let formats = try run("embed", ["--checkpoint", checkpoint, "--images", "\(pictures)/rgba8_photo.png", "\(pictures)/webp_lossy_alpha.webp",
+                                        "\(pictures)/exif6.png", "--out", "\(folder)/e.json"])
+        try #require(formats.succeeded, "\(formats)")
+        #expect(try rows("\(folder)/e.json", "image_embeds").count == 3)
+        try (Data("GIF89a".utf8) + Data(count: 40)).write(to: URL(fileURLWithPath: "\(folder)/drawing.png"))
+        let foreign = try run("embed", ["--checkpoint", checkpoint, "--images", images[0], "\(folder)/drawing.png", "--out", "\(folder)/f.json"])
+        #expect(!foreign.succeeded && !foreign.signaled, "\(foreign)")
+        #expect(foreign.stderr.contains("\(folder)/drawing.png: not a JPEG, PNG or WebP image (looks like a GIF"), "\(foreign)")
+        #expect(!exists("\(folder)/f.json"))
 
         let both = try run("embed", ["--checkpoint", checkpoint, "--texts", "x", "--texts-file", "\(folder)/texts.json", "--out", "\(folder)/d.json"])
         #expect(!both.succeeded && !both.signaled && both.stderr.contains("give --texts or --texts-file, not both"), "\(both)")

@@ -25,7 +25,7 @@ public struct SampleRecord: Sendable {
 }
 
 /// A sample that cannot be used, with the file/row or shard/key it came from.
-public struct SampleIssue: Error, CustomStringConvertible, Sendable {
+public struct SampleIssue: Error, CustomStringConvertible, Sendable, Equatable {
     public let origin: String
     public let reason: String
     public init(origin: String, reason: String) {

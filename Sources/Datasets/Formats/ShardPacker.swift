@@ -1,40 +1,89 @@
 import Foundation
 
 /// Packs a manifest into WebDataset `.tar.zst` shards (what `swift run pack` does): each row
-/// becomes `<row>.jpg` (or the image's own extension) plus `<row>.txt`, or `<row>.json` when the
-/// row has several captions.
+/// becomes `<row>.jpg`, `<row>.png` or `<row>.webp` — named after the image's format as its
+/// content shows, whatever the file is called — plus `<row>.txt`, or `<row>.json` when the row
+/// has several captions. Every image is decoded before it is packed (JPEGs at 1/8 scale, which
+/// still reads every coded block), so shards never carry a sample the loader would skip.
 public enum ShardPacker {
-    public struct Report: Sendable, Equatable {
-        public var packed = 0
-        public var skipped: [String] = []
-        public var shards: [String] = []
+    /// A row left out, with its manifest file and line (as the loader names rows).
+    public struct Rejection: Sendable, Equatable, CustomStringConvertible {
+        public enum Kind: Sendable, Equatable {
+            /// The image file is missing or unreadable.
+            case missingImage
+            /// The file is there but is no decodable JPEG, PNG or WebP.
+            case undecodableImage
+            /// The row itself (no image path, empty caption, not JSON).
+            case badRow
+        }
+        public let kind: Kind
+        public let issue: SampleIssue
+        public var description: String { issue.description }
     }
 
+    public struct Report: Sendable, Equatable {
+        public var packed = 0
+        public var rejected: [Rejection] = []
+        public var shards: [String] = []
+
+        /// "rejected 2 rows: 1 missing image file, 1 image that does not decode".
+        public var rejectionSummary: String {
+            func count(_ kind: Rejection.Kind) -> Int { rejected.filter { $0.kind == kind }.count }
+            let parts = [(count(.missingImage), "missing image file", "missing image files"),
+                         (count(.undecodableImage), "image that does not decode", "images that do not decode"),
+                         (count(.badRow), "bad row", "bad rows")]
+                .filter { $0.0 > 0 }.map { "\($0.0) \($0.0 == 1 ? $0.1 : $0.2)" }
+            return "rejected \(rejected.count) row\(rejected.count == 1 ? "" : "s")" + (parts.isEmpty ? "" : ": " + parts.joined(separator: ", "))
+        }
+    }
+
+    /// With `badSamples: .skip` a bad row is left out and reported through `warn`; with `.fail`
+    /// the first one is thrown (a `SampleIssue`) and the shards written so far are removed.
     public static func pack(_ source: ManifestSource, into folder: String, prefix: String, samplesPerShard: Int,
                             badSamples: BadSamplePolicy = .skip, warn: (String) -> Void = { _ in }) throws -> Report {
         let writer = try ShardWriter(folder: folder, prefix: prefix, samplesPerShard: samplesPerShard)
+        let decoder = ImageDecoder()
         var report = Report()
-        for row in 0..<source.count {
-            do {
-                let record = try source.record(row)
-                guard case .file(let path) = record.image else { continue }
-                guard let data = FileManager.default.contents(atPath: path) else {
-                    throw SampleIssue(origin: record.origin, reason: "image file \(path) is missing or unreadable")
+        do {
+            for row in 0..<source.count {
+                let member: (extension: String, data: [UInt8]), caption: (extension: String, data: [UInt8])
+                do {
+                    let record: SampleRecord
+                    do { record = try source.record(row) } catch let issue as SampleIssue { throw Rejection(kind: .badRow, issue: issue) }
+                    let origin = record.origin
+                    guard case .file(let path) = record.image else { continue }
+                    guard let data = FileManager.default.contents(atPath: path) else {
+                        throw Rejection(kind: .missingImage, issue: SampleIssue(origin: origin, reason: "image file \(path) is missing or unreadable"))
+                    }
+                    let bytes = [UInt8](data)
+                    do {
+                        let format = try bytes.withUnsafeBytes { try decoder.check($0).format }
+                        member = (format.fileExtension, bytes)
+                    } catch {
+                        throw Rejection(kind: .undecodableImage, issue: SampleIssue(origin: origin, reason: "image \(path): \(error)"))
+                    }
+                    caption = record.captions.count == 1
+                        ? ("txt", Array(record.captions[0].utf8))
+                        : ("json", [UInt8](try JSONSerialization.data(withJSONObject: record.captions)))
+                } catch let rejection as Rejection {
+                    if badSamples == .fail { throw rejection.issue }
+                    report.rejected.append(rejection)
+                    warn("warning: skipped \(rejection.issue)")
+                    continue
                 }
-                let ext = URL(fileURLWithPath: path).pathExtension.lowercased()
-                let caption: (String, [UInt8]) = record.captions.count == 1
-                    ? ("txt", Array(record.captions[0].utf8))
-                    : ("json", [UInt8](try JSONSerialization.data(withJSONObject: record.captions)))
-                try writer.add(key: String(format: "%09d", row), members: [(ext.isEmpty ? "jpg" : ext, [UInt8](data)), caption])
+                try writer.add(key: String(format: "%09d", row), members: [member, caption])
                 report.packed += 1
-            } catch let issue as SampleIssue {
-                if badSamples == .fail { throw issue }
-                report.skipped.append(issue.description)
-                warn("warning: skipped \(issue)")
             }
+            try writer.close()
+        } catch {
+            // Under `fail` (or when writing fails) no incomplete set of shards is left behind.
+            try? writer.close()
+            for shard in writer.writtenShards { try? FileManager.default.removeItem(atPath: shard) }
+            throw error
         }
-        try writer.close()
         report.shards = writer.writtenShards
         return report
     }
 }
+
+extension ShardPacker.Rejection: Error {}

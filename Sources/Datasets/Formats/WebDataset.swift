@@ -4,9 +4,11 @@ import Glibc
 #endif
 
 /// WebDataset shards: tar files (plain or `.tar.zst`) whose members are grouped by key
-/// (`000123.jpg` + `000123.txt` or `000123.json`), as img2dataset and open_clip write them.
+/// (`000123.jpg` — or `.jpeg`, `.png`, `.webp` — + `000123.txt` or `000123.json`), as img2dataset
+/// and open_clip write them.
 public enum WebDataset {
-    public static let imageExtensions: Set<String> = ["jpg", "jpeg", "png"]
+    /// Members holding a sample's image; the decoder tells JPEG, PNG and WebP apart by content.
+    public static let imageExtensions: Set<String> = ["jpg", "jpeg", "png", "webp"]
 
     /// Expands shard patterns: braces (`train-{0000..0009}.tar.zst`, `{a,b}`), then globs
     /// (`*`, `?`). Relative patterns resolve against `folder`. Throws when a named shard is
@@ -127,7 +129,7 @@ public final class ShardReader {
                 label = String(decoding: member.data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             }
         }
-        guard let image else { throw SampleIssue(origin: origin, reason: "has no image member (.jpg, .jpeg or .png)") }
+        guard let image else { throw SampleIssue(origin: origin, reason: "has no image member (.jpg, .jpeg, .png or .webp)") }
         let usable = (captionList ?? []).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
         guard !usable.isEmpty else { throw SampleIssue(origin: origin, reason: "has no caption (.txt, or .json with a caption)") }
         return SampleRecord(origin: origin, image: .bytes(image), captions: usable, label: label)

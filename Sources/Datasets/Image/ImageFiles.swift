@@ -2,11 +2,11 @@ import Foundation
 import Torch
 
 extension ImagePipeline {
-    /// Image files decoded and preprocessed as for evaluation (this pipeline's preprocessing, no
+    /// Image files (JPEG, PNG or WebP) decoded and preprocessed as for evaluation (this pipeline's preprocessing, no
     /// randomness), as float batches [n, 3, size, size] of at most `batchSize` images. An
     /// unreadable or undecodable file is an error that names it.
     public func pixels(ofFiles paths: [String], batchSize: Int) throws -> [Tensor] {
-        let decoder = JPEGDecoder()
+        let decoder = ImageDecoder()
         var random = SeededRandom(seed: 0)
         var batches: [Tensor] = []
         for start in stride(from: 0, to: paths.count, by: batchSize) {

@@ -107,7 +107,7 @@ public struct ImagePipeline: Sendable {
     public var preprocessing: ImagePreprocessing
     /// nil: the deterministic evaluation path (Pillow-exact resize of the full-size decode).
     public var augmentation: ImageAugmentation?
-    /// Decode at a reduced DCT scale when the crop will shrink by 2× or more (training only).
+    /// Decode JPEGs at a reduced DCT scale when the crop will shrink by 2× or more (training only).
     public var scaledDecoding: Bool
 
     public init(preprocessing: ImagePreprocessing = ImagePreprocessing(), augmentation: ImageAugmentation? = nil, scaledDecoding: Bool = true) {
@@ -119,18 +119,14 @@ public struct ImagePipeline: Sendable {
     /// Floats per processed image (3 × size × size).
     public var sampleCount: Int { 3 * preprocessing.size * preprocessing.size }
 
-    /// Processes one encoded image into `output` (CHW, normalised). `random` drives the augmentations.
-    public func process(_ encoded: UnsafeRawBufferPointer, decoder: JPEGDecoder, random: inout SeededRandom,
+    /// Processes one encoded image (JPEG, PNG or WebP, told apart by content) into `output`
+    /// (CHW, normalised). `random` drives the augmentations.
+    public func process(_ encoded: UnsafeRawBufferPointer, decoder: ImageDecoder, random: inout SeededRandom,
                         into output: UnsafeMutableBufferPointer<Float>) throws {
-        guard JPEGDecoder.isJPEG(encoded) else {
-            let kind = encoded.starts(with: [0x89, 0x50, 0x4E, 0x47]) ? "a PNG (only JPEG is supported; convert it)" : "not a JPEG image"
-            throw ImageDecodeError(reason: "payload is \(kind)")
-        }
         let size = preprocessing.size
         var image: RGBImage
         if let augmentation {
-            let header = try decoder.header(encoded)
-            let (w, h) = header.orientation >= 5 ? (header.height, header.width) : (header.width, header.height)
+            let (w, h) = try decoder.header(encoded).uprightSize
             let crop = augmentation.randomResizedCrop.map { Self.randomResizedCropBox(width: w, height: h, $0, &random) }
                 ?? (x: 0, y: 0, width: w, height: h)
             // The decode must still cover the crop at the output size.

@@ -1,12 +1,6 @@
 import CTurboJPEG
 import Foundation
 
-/// A payload that is not a decodable image.
-public struct ImageDecodeError: Error, CustomStringConvertible, Sendable {
-    public let reason: String
-    public var description: String { reason }
-}
-
 /// JPEG decoding through libjpeg-turbo's TurboJPEG API. One instance per thread (a TurboJPEG
 /// handle is not thread-safe); reuse it across images.
 public final class JPEGDecoder {
@@ -49,7 +43,7 @@ public final class JPEGDecoder {
         var w: Int32 = 0, h: Int32 = 0, subsampling: Int32 = 0, colorspace: Int32 = 0
         let base = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
         _ = tjDecompressHeader3(handle, base, UInt(bytes.count), &w, &h, &subsampling, &colorspace)
-        guard w > 0, h > 0, Int(w) * Int(h) <= 100_000_000 else {
+        guard w > 0, h > 0, Int(w) * Int(h) <= ImageDecoder.maximumPixels else {
             throw ImageDecodeError(reason: "JPEG of \(w)×\(h) pixels is empty or too large")
         }
         // Targets are upright; the stored image is rotated for orientations 5...8.
@@ -149,7 +143,7 @@ func exifOrientation(_ bytes: UnsafeRawBufferPointer) -> Int {
     return 1
 }
 
-private func tiffOrientation(_ tiff: UnsafeRawBufferPointer) -> Int? {
+func tiffOrientation(_ tiff: UnsafeRawBufferPointer) -> Int? {
     guard tiff.count >= 8 else { return nil }
     let little: Bool
     switch (tiff[0], tiff[1]) {

@@ -1,19 +1,19 @@
 import Foundation
 
-/// Decodes and augments samples; one JPEG decoder per thread.
+/// Decodes and augments samples; one image decoder per thread.
 struct Worker {
     let loader: DataLoader
     let epoch: Int
     let pipe: SamplePipe
 
     func run() {
-        let decoder = JPEGDecoder()
+        let decoder = ImageDecoder()
         while let (sequence, item) = pipe.work() {
             pipe.deliver(sequence, process(item, sequence: sequence, decoder: decoder))
         }
     }
 
-    func process(_ item: WorkItem, sequence: Int, decoder: JPEGDecoder) -> Result<ProcessedSample, LoadFailure> {
+    func process(_ item: WorkItem, sequence: Int, decoder: ImageDecoder) -> Result<ProcessedSample, LoadFailure> {
         let record: SampleRecord
         // The sample's identity for its randomness: its manifest row, or its place in the stream.
         let id: Int
@@ -52,8 +52,14 @@ struct Worker {
                 }
                 // The teacher view replays the same random draws: same crop, flip and jitter.
                 var replay = random
-                pixels = try Self.run(pipeline, bytes, decoder, &random)
-                if let teacherView = loader.teacherView { teacherViewPixels = try Self.run(teacherView, bytes, decoder, &replay) }
+                do {
+                    pixels = try Self.run(pipeline, bytes, decoder, &random)
+                    if let teacherView = loader.teacherView { teacherViewPixels = try Self.run(teacherView, bytes, decoder, &replay) }
+                } catch let error as ImageDecodeError {
+                    // A manifest row names its image file too.
+                    guard case .file(let path) = record.image else { throw error }
+                    throw ImageDecodeError(reason: "\(path): \(error)")
+                }
             }
             var caption = TextAugmenter.pick(record.captions, epoch: epoch, index: captionID, seed: options.seed)
             if let augmenter = loader.captionAugmenter {
@@ -65,7 +71,7 @@ struct Worker {
         }
     }
 
-    private static func run(_ pipeline: ImagePipeline, _ bytes: [UInt8], _ decoder: JPEGDecoder, _ random: inout SeededRandom) throws -> [Float] {
+    private static func run(_ pipeline: ImagePipeline, _ bytes: [UInt8], _ decoder: ImageDecoder, _ random: inout SeededRandom) throws -> [Float] {
         var pixels = [Float](repeating: 0, count: pipeline.sampleCount)
         try bytes.withUnsafeBytes { encoded in
             try pixels.withUnsafeMutableBufferPointer { out in try pipeline.process(encoded, decoder: decoder, random: &random, into: out) }
