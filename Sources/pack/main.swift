@@ -1,6 +1,7 @@
 import ArgumentParser
 import Datasets
 import Foundation
+import Torch
 
 /// Packs a CSV/JSONL manifest into WebDataset `.tar.zst` shards (`tar --zstd -x` reads them).
 @main
@@ -13,7 +14,8 @@ struct Pack: ParsableCommand {
         training would skip. Each row becomes <row>.jpg, .png or .webp (after the decoded format) \
         and <row>.txt, or <row>.json for several captions. Rows that cannot be packed are named \
         by manifest file and line, and the summary says how many were rejected and why.
-        """)
+        """,
+        version: ClipTune.versionLine)
 
     @Option(help: "CSV, TSV or JSONL manifest.") var manifest: String
     @Option(help: "Output folder for the shards.") var out: String
