@@ -2,7 +2,7 @@
 # usage: python serve_example.py EXPORT_DIR IMAGE CAPTION   (text towers with a WordPiece vocab.txt)
 import json, sys, unicodedata
 import numpy as np, onnxruntime as ort
-from PIL import Image
+from PIL import Image, ImageOps
 
 export, image_path, caption = sys.argv[1:4]
 meta = json.load(open(f"{export}/export.json"))
@@ -10,7 +10,10 @@ meta = json.load(open(f"{export}/export.json"))
 # Image: shorter side to shortest_edge (bicubic), centre crop, [0, 1], normalise, NCHW.
 image, size = meta["image"], meta["image"]["image_size"]
 edge = image["resize"]["shortest_edge"]
-img = Image.open(image_path).convert("RGB")
+img = ImageOps.exif_transpose(Image.open(image_path))
+if "A" in img.getbands() or "transparency" in img.info:   # transparency onto white, as in training
+    img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
+img = img.convert("RGB")
 w, h = img.size
 short, long = (w, h) if w <= h else (h, w)
 new_short, new_long = edge, int(edge * long / short)
