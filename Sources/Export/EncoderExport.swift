@@ -115,7 +115,17 @@ public enum EncoderExport {
                 "mean": preprocessing.mean, "std": preprocessing.std,
             ] as [String: Any]
             manifest["embedding_dim"] = model.projectionDim
+            // What a serving team needs to turn cosines into scores: exp(logit_scale) (the
+            // multiplier), the SigLIP bias, and which loss the model was trained with.
             manifest["logit_scale"] = Foundation.exp(model.logitScale.item(Double.self))
+            if let bias = model.logitBias {
+                manifest["logit_bias"] = bias.item(Double.self)
+                manifest["loss"] = "siglip"
+                manifest["scores"] = "logit = logit_scale · cos(image_embeds, text_embeds) + logit_bias; sigmoid(logit) is the probability that the image and the text match (each pair on its own)"
+            } else {
+                manifest["loss"] = "clip"
+                manifest["scores"] = "logit = logit_scale · cos(image_embeds, text_embeds); softmax over the candidates (texts for an image, or images for a text) gives probabilities"
+            }
             manifest["text"] = try textExport(model, tower: model.textModel, tokenizer: tokenizer, folder: folder, options: options) { ids, mask in
                 model.textFeatures(ids: ids, attentionMask: mask)
             }

@@ -55,6 +55,18 @@ struct ConfigReader {
         return n
     }
 
+    func optionalDouble(_ key: String) throws -> Double? {
+        guard let v = values[key], !(v is NSNull) else { return nil }
+        guard let n = v as? NSNumber, !Self.isBoolean(n) else { throw fail(key, "expected a number, found \(v)") }
+        return n.doubleValue
+    }
+
+    func bool(_ key: String, _ fallback: Bool) throws -> Bool {
+        guard let v = values[key], !(v is NSNull) else { return fallback }
+        guard let n = v as? NSNumber, Self.isBoolean(n) else { throw fail(key, "expected true or false, found \(v)") }
+        return n.boolValue
+    }
+
     func string(_ key: String, _ fallback: String) throws -> String {
         guard let v = values[key], !(v is NSNull) else { return fallback }
         guard let s = v as? String else { throw fail(key, "expected a string, found \(v)") }

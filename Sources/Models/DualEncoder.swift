@@ -5,7 +5,8 @@ import Torch
 /// An image tower and a text tower joined by linear projections into one embedding space, with
 /// a learned temperature. The same keys serve transformers' `CLIPModel` and
 /// `VisionTextDualEncoderModel`: `vision_model.*`, `text_model.*`, `visual_projection.weight`,
-/// `text_projection.weight`, `logit_scale`.
+/// `text_projection.weight`, `logit_scale` (and `logit_bias`, SiglipModel's key, when trained
+/// with the SigLIP loss).
 public final class DualEncoder: Module {
     /// Which transformers class the checkpoint is (what `config.json` says when saved).
     public enum Kind: String, Sendable {
@@ -19,7 +20,12 @@ public final class DualEncoder: Module {
     public let visualProjection: Linear
     public let textProjection: Linear
     public let logitScale: Tensor
+    /// SigLIP's learned bias (`logit_bias`), saved and loaded with the model; nil for models
+    /// trained with the CLIP loss. Set it before an optimizer is built over the model.
+    public var logitBias: Tensor?
     public let projectionDim: Int
+    /// open_clip's and big_vision's initial SigLIP bias.
+    public static let sigLIPLogitBiasInit = -10.0
 
     public init(kind: Kind, vision: any ImageTower, text: any TextTower, projectionDim: Int, logitScaleInit: Double = 2.6592) {
         self.kind = kind
@@ -39,9 +45,11 @@ public final class DualEncoder: Module {
         textProjection(textModel.pooled(ids: ids, attentionMask: attentionMask))
     }
 
-    /// Cosine similarities scaled by exp(logit_scale): [images, texts].
+    /// Cosine similarities scaled by exp(logit_scale), plus `logit_bias` when there is one:
+    /// [images, texts]. With a bias (SigLIP), sigmoid of a logit is the pair's probability.
     public func logitsPerImage(imageFeatures: Tensor, textFeatures: Tensor) -> Tensor {
         let image = F.normalize(imageFeatures, dim: -1), text = F.normalize(textFeatures, dim: -1)
-        return image.matmul(text.mT) * logitScale.exp()
+        let logits = image.matmul(text.mT) * logitScale.exp()
+        return logitBias.map { logits + $0 } ?? logits
     }
 }

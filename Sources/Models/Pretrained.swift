@@ -5,7 +5,7 @@ import Torch
 
 /// A model read from a Hugging Face checkpoint folder.
 public enum PretrainedModel {
-    /// CLIPModel or VisionTextDualEncoderModel.
+    /// CLIPModel, VisionTextDualEncoderModel, or ours (`cliptune-dual-encoder`, see RemoteCode.swift).
     case dualEncoder(DualEncoder)
     /// A text-only BERT (e.g. sentence-transformers' all-MiniLM-L6-v2), with its pooling and
     /// whether its sentence embeddings are L2-normalised.
@@ -22,7 +22,7 @@ public struct PretrainedCheckpoint {
 
 /// Reads and writes Hugging Face checkpoint folders (`config.json` + `model.safetensors` [+ shards]).
 public enum Pretrained {
-    public static let supportedModelTypes = ["clip", "vision-text-dual-encoder", "bert"]
+    public static let supportedModelTypes = ["clip", "vision-text-dual-encoder", remoteCodeModelType, "bert"]
 
     /// Loads any supported checkpoint folder. Every problem (unknown `model_type`, bad config
     /// field, missing or mismatched weights) is reported with the file and key.
@@ -41,8 +41,8 @@ public enum Pretrained {
             let encoder = try clip(config)
             try encoder.load(weights, source: directory, rename: canonicalKey)
             model = .dualEncoder(encoder)
-        case "vision-text-dual-encoder":
-            let encoder = try dualEncoder(config, weights: weights)
+        case "vision-text-dual-encoder", remoteCodeModelType:
+            let encoder = try dualEncoder(config, weights: weights, remoteCode: modelType == remoteCodeModelType)
             try encoder.load(weights, source: directory, rename: canonicalKey)
             model = .dualEncoder(encoder)
         case "bert":
@@ -98,7 +98,10 @@ public enum Pretrained {
                            logitScaleInit: try config.double("logit_scale_init_value", 2.6592))
     }
 
-    static func dualEncoder(_ config: ConfigReader, weights: [String: Tensor]) throws -> DualEncoder {
+    /// A VisionTextDualEncoderModel, or with `remoteCode` our subclass of it, whose config also
+    /// says whether a BERT text tower has pooler weights (`text_pooler`) and whether the model has
+    /// SigLIP's `logit_bias` (`logit_bias_init_value`).
+    static func dualEncoder(_ config: ConfigReader, weights: [String: Tensor], remoteCode: Bool = false) throws -> DualEncoder {
         let visionReader = try config.object("vision_config")
         let textReader = try config.object("text_config")
         let vision: any ImageTower
@@ -112,14 +115,22 @@ public enum Pretrained {
         case "bert":
             let pooling = TextPooling(rawValue: try config.string("text_pooling", "pooler"))
             guard let pooling else { throw config.fail("text_pooling", "must be pooler, mean or cls") }
-            let hasPooler = weights.keys.contains { canonicalKey($0) == "text_model.pooler.dense.weight" }
+            var hasPooler = weights.keys.contains { canonicalKey($0) == "text_model.pooler.dense.weight" }
+            if remoteCode { hasPooler = try config.bool("text_pooler", true) }   // what transformers builds: weights must agree
+            if pooling == .pooler && !hasPooler { throw config.fail("text_pooling", "is 'pooler' but the text tower has no pooler weights") }
             text = BertModel(try BertConfig(textReader), pooling: pooling, withPooler: hasPooler)
-        case "clip_text_model": text = CLIPTextTransformer(try CLIPTextConfig(textReader))
+        case "clip_text_model":
+            if try config.string("text_pooling", "pooler") != "pooler" { throw config.fail("text_pooling", "a CLIP text tower pools at its end token ('pooler')") }
+            text = CLIPTextTransformer(try CLIPTextConfig(textReader))
         case let other: throw textReader.fail("model_type", "text tower '\(other)' is not supported (bert, clip_text_model)")
         }
-        return DualEncoder(kind: .visionTextDualEncoder, vision: vision, text: text,
-                           projectionDim: try config.int("projection_dim", 512),
-                           logitScaleInit: try config.double("logit_scale_init_value", 2.6592))
+        let encoder = DualEncoder(kind: .visionTextDualEncoder, vision: vision, text: text,
+                                  projectionDim: try config.int("projection_dim", 512),
+                                  logitScaleInit: try config.double("logit_scale_init_value", 2.6592))
+        if remoteCode, let bias = try config.optionalDouble("logit_bias_init_value") {
+            encoder.logitBias = Tensor.full([], bias).requiringGrad()
+        }
+        return encoder
     }
 
     /// sentence-transformers' modules.json / 1_Pooling: mean or CLS pooling, and Normalize.
@@ -144,15 +155,14 @@ public enum Pretrained {
     /// Files a tokenizer may consist of, copied from the source checkpoint when saving.
     public static let tokenizerFiles = ["vocab.json", "merges.txt", "vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
 
-    /// Writes `config.json` + `model.safetensors` that transformers' `CLIPModel` /
-    /// `VisionTextDualEncoderModel.from_pretrained` load without missing or unexpected keys,
-    /// plus `preprocessor_config.json` and the tokenizer files found in `tokenizerFrom`.
+    /// Writes `config.json` + `model.safetensors` that transformers' `AutoModel.from_pretrained`
+    /// loads without missing or unexpected keys and computes the same with (`modelFiles`), plus
+    /// `preprocessor_config.json` and the tokenizer files found in `tokenizerFrom`.
     public static func save(_ model: DualEncoder, to directory: String, preprocessing: ImagePreprocessing? = nil,
                             tokenizerFrom: String? = nil) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try ShardedSafeTensors.save(model.stateDict(), to: directory)
-        try AtomicFile.write(try JSONSerialization.data(withJSONObject: configJSON(model), options: [.prettyPrinted, .sortedKeys]),
-                             to: "\(directory)/config.json")
+        for (name, data) in try modelFiles(model) { try AtomicFile.write(data, to: "\(directory)/\(name)") }
         if let p = preprocessing ?? (model.visionModel as? CLIPVisionTransformer).map({ ImagePreprocessing(size: $0.config.imageSize) }) {
             try AtomicFile.write(try JSONSerialization.data(withJSONObject: preprocessorJSON(p), options: [.prettyPrinted, .sortedKeys]),
                                  to: "\(directory)/preprocessor_config.json")
@@ -164,22 +174,49 @@ public enum Pretrained {
         }
     }
 
+    /// Whether transformers' own classes would compute something else with this model: a BERT
+    /// text tower pooled by the mean or [CLS] state (they pool with BertModel's pooler), one
+    /// without pooler weights (they would initialise them at random), or SigLIP's `logit_bias`
+    /// (they would drop it from the logits). Such models are saved with remote code.
+    public static func needsRemoteCode(_ model: DualEncoder) -> Bool {
+        if model.logitBias != nil { return true }
+        if let bert = model.textModel as? BertModel { return bert.pooling != .pooler || bert.pooler == nil }
+        return false
+    }
+
+    /// The files that describe the model beside its weights: `config.json`, and for a model that
+    /// `needsRemoteCode`, `modeling_cliptune.py`.
+    public static func modelFiles(_ model: DualEncoder) throws -> [String: Data] {
+        var files = [configFile: try JSONSerialization.data(withJSONObject: configJSON(model), options: [.prettyPrinted, .sortedKeys])]
+        if needsRemoteCode(model) { files[remoteCodeFile] = Data(remoteCodeSource.utf8) }
+        return files
+    }
+
+    public static let configFile = "config.json"
+
+    /// `config.json`: transformers' CLIPModel when both towers are CLIP's and the kind says so,
+    /// VisionTextDualEncoderModel for other towers it computes the same, else our remote code's
+    /// `cliptune-dual-encoder` (its `auto_map`, `text_pooling`, `text_pooler`, `logit_bias_init_value`).
     public static func configJSON(_ model: DualEncoder) -> [String: Any] {
         var json: [String: Any] = ["projection_dim": model.projectionDim, "logit_scale_init_value": 2.6592, "dtype": "float32"]
         let vision = (model.visionModel as? CLIPVisionTransformer).map { $0.config.json } ?? [:]
         var text: [String: Any] = [:]
         if let t = model.textModel as? CLIPTextTransformer { text = t.config.json }
-        if let b = model.textModel as? BertModel {
-            text = b.config.json
-            if b.pooling != .pooler { json["text_pooling"] = b.pooling.rawValue }   // honoured by this framework only
-        }
+        if let b = model.textModel as? BertModel { text = b.config.json }
         json["vision_config"] = vision
         json["text_config"] = text
-        switch model.kind {
-        case .clip:
+        if needsRemoteCode(model) {
+            json["model_type"] = remoteCodeModelType
+            json["architectures"] = [remoteCodeArchitecture]
+            json["auto_map"] = remoteCodeAutoMap
+            let bert = model.textModel as? BertModel
+            json["text_pooling"] = (bert?.pooling ?? .pooler).rawValue
+            if let bert { json["text_pooler"] = bert.pooler != nil }
+            if model.logitBias != nil { json["logit_bias_init_value"] = DualEncoder.sigLIPLogitBiasInit }
+        } else if model.kind == .clip, model.textModel is CLIPTextTransformer {
             json["model_type"] = "clip"
             json["architectures"] = ["CLIPModel"]
-        case .visionTextDualEncoder:
+        } else {
             json["model_type"] = "vision-text-dual-encoder"
             json["architectures"] = ["VisionTextDualEncoderModel"]
         }

@@ -241,7 +241,9 @@ enum CLIPPreTokenizer {
 
 extension CLIPTokenizer {
     /// Writes Hugging Face's `vocab.json` and `merges.txt` for open_clip's merges file, so a
-    /// model trained with open_clip's tokenizer is saved with the files transformers loads.
+    /// model trained with open_clip's tokenizer is saved with the files transformers loads, and a
+    /// `tokenizer_config.json` naming the class, so that `AutoTokenizer` loads them whatever the
+    /// model's `config.json` says (it looks there only when the tokenizer's config names no class).
     public static func writeHuggingFaceFiles(fromOpenCLIPMerges gz: URL, to folder: URL) throws {
         let lines = try FileInput.gzipText(gz).split(separator: "\n", omittingEmptySubsequences: false)
         guard lines.count > 48894 else { throw TokenizerError(file: gz, "has \(lines.count) lines; open_clip's merges file has 262,146") }
@@ -253,5 +255,7 @@ extension CLIPTokenizer {
         let vocab = Dictionary(tokens.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
         try JSONSerialization.data(withJSONObject: vocab, options: [.sortedKeys]).write(to: folder.appendingPathComponent("vocab.json"))
         try Data(("#version: 0.2\n" + merges.joined(separator: "\n") + "\n").utf8).write(to: folder.appendingPathComponent("merges.txt"))
+        let config = ["tokenizer_class": "CLIPTokenizer", "bos_token": startToken, "eos_token": endToken, "unk_token": endToken, "pad_token": endToken]
+        try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]).write(to: folder.appendingPathComponent("tokenizer_config.json"))
     }
 }

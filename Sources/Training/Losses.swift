@@ -19,13 +19,19 @@ public func contrastiveLogits(_ imageFeatures: Tensor, _ textFeatures: Tensor, l
 func lossPrecision(_ t: Tensor) -> Tensor { t.dtype == .float64 ? t : t.to(.float32) }
 
 /// The sigmoid loss of SigLIP (Zhai et al. 2023), as open_clip's SigLipLoss: every pair is a
-/// binary decision, so the batch is not one softmax. Owns the learned bias.
+/// binary decision, so the batch is not one softmax. The learned bias is the model's
+/// (`DualEncoder.logitBias`, saved with it) in training runs.
 public final class SigLIPLoss: Module {
     public let logitBias: Tensor
 
     /// open_clip initialises the bias at -10 (and logit_scale at ln 10).
     public init(biasInit: Double = -10) {
         logitBias = Tensor.full([], biasInit).requiringGrad()
+    }
+
+    /// The loss over a bias that lives elsewhere (the model's).
+    public init(bias: Tensor) {
+        logitBias = bias
     }
 
     /// `trainBias` false: the bias is a constant here (no gradient flows to it).

@@ -293,6 +293,42 @@ struct ProgramTests {
         try compareWithEmbed(export: out, checkpoint: checkpoint, textTolerance: 1e-4)
     }
 
+    /// A checkpoint that transformers computes only through our remote code — a mean-pooled BERT
+    /// tower trained with the SigLIP loss — is read by `export`, `embed` and `eval` as any other;
+    /// export.json carries the learned bias, the temperature and the loss.
+    @Test func programsReadRemoteCodeCheckpoints() throws {
+        let folder = temporaryFolder()
+        var recipe = try tinyRecipe(name: "siglip", directory: "\(folder)/runs", steps: 2)
+        var model = try #require(recipe["model"] as? [String: Any])
+        model["text"] = ["type": "bert", "tokenizer": "\(repositoryRoot)/.deps/assets/all-MiniLM-L6-v2", "hidden_size": 16, "num_hidden_layers": 1,
+                         "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 40, "pooling": "mean"] as [String: Any]
+        recipe["model"] = model
+        recipe["loss"] = ["type": "siglip"]
+        let trained = try run("train", ["--recipe", try writeRecipe(recipe, in: folder, file: "siglip")])
+        try #require(trained.succeeded, "\(trained)")
+        let checkpoint = "\(folder)/runs/siglip/last"
+        #expect(try readObject("\(checkpoint)/config.json")["model_type"] as? String == Pretrained.remoteCodeModelType)
+        #expect(exists("\(checkpoint)/\(Pretrained.remoteCodeFile)"))
+        let weights = try SafeTensors.load("\(checkpoint)/model.safetensors")
+        let bias = try #require(weights["logit_bias"]).item(Double.self), scale = try #require(weights["logit_scale"]).item(Double.self)
+
+        let out = "\(folder)/onnx"
+        let exported = try run("export", ["--checkpoint", checkpoint, "--out", out, "--no-normalize"])
+        try #require(exported.succeeded, "\(exported)")
+        let manifest = try readObject("\(out)/export.json")
+        #expect(manifest["loss"] as? String == "siglip")
+        #expect(abs(((manifest["logit_bias"] as? NSNumber)?.doubleValue ?? .nan) - bias) <= 1e-12, "\(manifest)")
+        #expect(abs(((manifest["logit_scale"] as? NSNumber)?.doubleValue ?? .nan) - Foundation.exp(scale)) <= 1e-9, "\(manifest)")
+        #expect((manifest["scores"] as? String)?.contains("sigmoid") == true)
+        #expect((manifest["text"] as? [String: Any])?["pooling"] as? String == "mean")
+        try compareWithEmbed(export: out, checkpoint: checkpoint, textTolerance: 1e-4)   // runs `embed` too
+
+        let evaluated = try run("eval", ["--checkpoint", checkpoint, "--data", try Fixtures.valShards])
+        try #require(evaluated.succeeded, "\(evaluated)")
+        let metrics = numbers(try parseObject(evaluated.stdout, what: "eval's output")["metrics"])
+        #expect(metrics["image_to_text_R@1"]?.isFinite == true, "\(metrics)")
+    }
+
     /// onnxruntime on the export's encoders vs `embed --raw` on the same images and texts:
     /// the fp32 image encoder within 1e-4; the text encoder within `textTolerance`, or (fp16)
     /// cosine ≥ 0.999 when nil. Needs `.deps/python` with onnx and onnxruntime (else skipped, said).

@@ -36,20 +36,23 @@ public enum RunBuilder {
         let (model, tokenizer, tokenizerFolder, preprocessing) = try ModelBuilder.dualEncoder(recipe)
         let data = try loaders(recipe, images: ImagePipeline(preprocessing: preprocessing, augmentation: recipe.data.augmentation))
         let objective = try contrastiveObjective(recipe, model, tokenizer, tokenizerFolder, preprocessing)
-        var lossGroups: [ParameterGroup] = []
-        if case .siglip(let siglip) = objective.loss {
-            lossGroups.append(ParameterGroup(name: "loss", parameters: [("loss.logit_bias", siglip.logitBias)], learningRate: recipe.optimizer.lr, weightDecay: 0))
-        }
-        return try assemble(recipe, objective: objective, data: data, extraGroups: lossGroups, resolved: resolved)
+        return try assemble(recipe, objective: objective, data: data, resolved: resolved)
     }
 
-    /// The recipe's contrastive objective over a dual encoder.
+    /// The recipe's contrastive objective over a dual encoder. Under the SigLIP loss the model
+    /// carries the learned bias (`logit_bias`, kept from a SigLIP checkpoint or started at -10),
+    /// so it is saved, restored on resume and trained as one of the model's parameters (no weight
+    /// decay, as a scalar); under the CLIP loss it has none (a softmax ignores a constant bias).
     static func contrastiveObjective(_ recipe: Recipe, _ model: DualEncoder, _ tokenizer: TensorTokenizer, _ tokenizerFolder: String?,
                                      _ preprocessing: ImagePreprocessing) throws -> ContrastiveObjective {
+        switch recipe.loss.type {
+        case .clip: model.logitBias = nil
+        case .siglip: if model.logitBias == nil { model.logitBias = Tensor.full([], DualEncoder.sigLIPLogitBiasInit).requiringGrad() }
+        }
         let objective = ContrastiveObjective(encoder: model, tokenizer: tokenizer, preprocessing: preprocessing, tokenizerFolder: tokenizerFolder)
         switch recipe.loss.type {
         case .clip: objective.loss = .clip
-        case .siglip: objective.loss = .siglip(SigLIPLoss())
+        case .siglip: objective.loss = .siglip(SigLIPLoss(bias: model.logitBias!))
         }
         objective.zeroShot = try recipe.eval.zeroshot.map { try ZeroShotClasses.load($0.classes) }
         objective.logitScaleMax = recipe.loss.logitScaleMax
@@ -121,15 +124,13 @@ public enum RunBuilder {
         return DataPlan(train: train, validation: validation, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
     }
 
-    /// Optimizer (over the model's trainable parameters, the objective's training heads and
-    /// `extraGroups`), schedule, what evaluations watch, and the loop settings: the part `train`
-    /// and `distill` share. Metric names are checked against what the objective reports.
-    static func assemble(_ recipe: Recipe, objective: any TrainingObjective, data: DataPlan, extraGroups: [ParameterGroup] = [],
-                         resolved: Data?) throws -> TrainingSetup {
+    /// Optimizer (over the model's trainable parameters and the objective's training heads),
+    /// schedule, what evaluations watch, and the loop settings: the part `train` and `distill`
+    /// share. Metric names are checked against what the objective reports.
+    static func assemble(_ recipe: Recipe, objective: any TrainingObjective, data: DataPlan, resolved: Data?) throws -> TrainingSetup {
         let settings = recipe.optimizer
         var groups = ParameterGroup.standard(objective.model, learningRate: settings.lr, weightDecay: settings.weightDecay,
                                              noDecayForEmbeddings: settings.noDecayEmbeddings)
-        groups += extraGroups
         if let heads = objective.trainingHeads {
             groups.append(ParameterGroup(name: "training_heads", parameters: heads.trainableParameters().map { ("training_heads.\($0.name)", $0.tensor) },
                                          learningRate: settings.lr, weightDecay: 0))

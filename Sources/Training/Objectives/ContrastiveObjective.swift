@@ -22,8 +22,6 @@ public final class ContrastiveObjective: TrainingObjective {
     public var preprocessing: ImagePreprocessing
     /// Where the tokenizer files come from (copied into checkpoints).
     public var tokenizerFolder: String?
-    /// The model's config.json (Hugging Face layout) written into checkpoints.
-    public var configJSON: [String: Any]
     private var tokenizerFileCache: [String: Data]?
 
     public var model: Module { encoder }
@@ -34,7 +32,6 @@ public final class ContrastiveObjective: TrainingObjective {
         self.tokenizer = tokenizer
         self.preprocessing = preprocessing
         self.tokenizerFolder = tokenizerFolder
-        configJSON = Pretrained.configJSON(encoder)
     }
 
     public func forwardBackward(_ micro: [Batch]) -> [String: Double] {
@@ -92,15 +89,19 @@ public final class ContrastiveObjective: TrainingObjective {
         withNoGrad { encoder.logitScale.clamp_(min: 0, max: logitScaleMax) }
     }
 
-    public func logValues() -> [String: Double] { ["logit_scale": encoder.logitScale.item(Double.self)] }
+    public func logValues() -> [String: Double] {
+        var values = ["logit_scale": encoder.logitScale.item(Double.self)]
+        if let bias = encoder.logitBias { values["logit_bias"] = bias.item(Double.self) }
+        return values
+    }
 
     public func evaluate(_ loader: DataLoader) throws -> [String: Double] {
         try Evaluation.evaluate(encoder, loader: loader, tokenizer: tokenizer, zeroShot: zeroShot, retrieval: retrieval)
     }
 
     public func checkpointFiles() throws -> [String: Data] {
-        var files: [String: Data] = [:]
-        files[Checkpoint.configFile] = try JSONSerialization.data(withJSONObject: configJSON, options: [.prettyPrinted, .sortedKeys])
+        // config.json, and the remote code for models transformers computes only through it.
+        var files = try Pretrained.modelFiles(encoder)
         files["preprocessor_config.json"] = try JSONSerialization.data(withJSONObject: Pretrained.preprocessorJSON(preprocessing), options: [.prettyPrinted, .sortedKeys])
         if tokenizerFileCache == nil { tokenizerFileCache = try Checkpoint.tokenizerFiles(from: tokenizerFolder) }
         files.merge(tokenizerFileCache!) { a, _ in a }
