@@ -18,14 +18,14 @@ struct Doctor: ParsableCommand {
     }
 
     func run() throws {
-        print("libtorch \(Torch.version) · \(Torch.threadCount) threads · CUDA \(Torch.isCUDAAvailable ? "available (\(Torch.cudaDeviceCount) devices)" : "not available")")
+        print("libtorch \(Torch.version) · intra-op threads: \(Torch.threadCount) · CUDA \(Torch.isCUDAAvailable ? "available (devices: \(Torch.cudaDeviceCount))" : "not available")")
         let assets = FileManager.default.currentDirectoryPath + "/.deps/assets"
         for (name, path) in [("all-MiniLM-L6-v2", "all-MiniLM-L6-v2/model.safetensors"), ("CLIP BPE", "bpe_simple_vocab_16e6.txt.gz")] {
             let present = FileManager.default.fileExists(atPath: "\(assets)/\(path)")
             print("asset \(name): \(present ? "present" : "missing (run Scripts/bootstrap)")")
         }
         let (initial, final, accuracy) = fitTwoSpirals(steps: steps, seed: seed)
-        print(String(format: "self-check fit (2-layer MLP, two spirals, %d steps): loss %.3f → %.3f, accuracy %.1f%%",
+        print(String(format: "self-check fit (2-layer MLP, two spirals, steps: %d): loss %.3f → %.3f, accuracy %.1f%%",
                      steps, initial, final, accuracy * 100))
         guard final < initial * 0.5 else {
             throw ValidationError("the self-check model did not learn (loss \(initial) → \(final)); the installation is broken")

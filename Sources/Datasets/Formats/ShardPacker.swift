@@ -2,7 +2,8 @@ import Foundation
 
 /// Packs a manifest into WebDataset `.tar.zst` shards (what `swift run pack` does): each row
 /// becomes `<row>.jpg` (or the image's own extension) plus `<row>.txt`, or `<row>.json` when the
-/// row has several captions.
+/// row has several captions, plus `<row>.cls` holding its class label when the manifest is read
+/// with a label column and the row has one.
 public enum ShardPacker {
     public struct Report: Sendable, Equatable {
         public var packed = 0
@@ -25,7 +26,9 @@ public enum ShardPacker {
                 let caption: (String, [UInt8]) = record.captions.count == 1
                     ? ("txt", Array(record.captions[0].utf8))
                     : ("json", [UInt8](try JSONSerialization.data(withJSONObject: record.captions)))
-                try writer.add(key: String(format: "%09d", row), members: [(ext.isEmpty ? "jpg" : ext, [UInt8](data)), caption])
+                var members: [(extension: String, data: [UInt8])] = [(ext.isEmpty ? "jpg" : ext, [UInt8](data)), caption]
+                if let label = record.label, !label.isEmpty { members.append(("cls", Array(label.utf8))) }
+                try writer.add(key: String(format: "%09d", row), members: members)
                 report.packed += 1
             } catch let issue as SampleIssue {
                 if badSamples == .fail { throw issue }
