@@ -93,7 +93,7 @@ public enum EncoderExport {
                 ? "per-token uint8 activations (own scale and zero point per row, corrected after MatMulInteger) + int8 weights per output channel; conv QDQ; embedding tables int8 per row"
                 : options.precision.scheme,
             "opset": options.opset, "ir_version": 8, "normalized": options.normalize,
-            "source_checkpoint": URL(fileURLWithPath: checkpoint).standardizedFileURL.path,
+            "source_checkpoint": sourceName(checkpoint),
             "source_sha256": try SHA256Digest.hex(files: weightFiles(checkpoint)),
         ]
         let tokenizer = try loaded.tokenizer()
@@ -205,6 +205,17 @@ public enum EncoderExport {
                                initializers: lowering.initializers.filter { used.contains($0.name) })
         return ModelProto(irVersion: 8, opsetImports: [OperatorSetIdProto(version: Int64(options.opset))], graph: graph,
                           producerName: "cliptune", producerVersion: "1", docString: "\(name) (\(options.precision.rawValue))")
+    }
+
+    /// How export.json names the source checkpoint, without the exporting machine's paths: the
+    /// folder's name, after its run's name when the folder is one a trainer names generically
+    /// (`Checkpoints/clip-finetune/best` → `clip-finetune/best`; `checkpoint-500` likewise).
+    /// Which weights they were is `source_sha256`'s job.
+    public static func sourceName(_ checkpoint: String) -> String {
+        let url = URL(fileURLWithPath: checkpoint).standardizedFileURL
+        let name = url.lastPathComponent, run = url.deletingLastPathComponent().lastPathComponent
+        let generic = ["best", "last"].contains(name) || name.hasPrefix("checkpoint-")
+        return generic && !run.isEmpty && run != "/" ? "\(run)/\(name)" : name
     }
 
     /// The checkpoint's weight files in a stable order (single file, or the shards by name).

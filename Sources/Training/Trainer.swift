@@ -109,7 +109,7 @@ public final class Trainer {
                 }
             }
             if stop == nil {
-                if epoch.skippedCount > 0 { progress.message("epoch \(state.epoch): \(epoch.skippedCount) bad samples skipped") }
+                if epoch.skippedCount > 0 { progress.message("epoch \(state.epoch): \(counted(epoch.skippedCount, "bad sample")) skipped") }
                 if state.globalStep == 0 && epoch.skippedCount > 0 {
                     throw TrainingError(message: "the training data has no usable samples (\(epoch.skippedCount) skipped; see the warnings above)")
                 }
@@ -179,7 +179,7 @@ public final class Trainer {
         var stop = false
         if var stopping = state.earlyStopping, let value = values[stopping.metric] {
             if case .stop = stopping.update(value, step: state.globalStep) {
-                progress.message("early stopping: \(stopping.metric) has not improved for \(stopping.patience) evaluations; best \(String(format: "%.4f", stopping.best ?? .nan)) at step \(stopping.bestStep ?? 0)")
+                progress.message("early stopping: \(stopping.metric) has not improved for \(counted(stopping.patience, "evaluation")); best \(String(format: "%.4f", stopping.best ?? .nan)) at step \(stopping.bestStep ?? 0)")
                 stop = true
             }
             state.earlyStopping = stopping

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Datasets
 import Foundation
 import Torch
 import RunCommands
@@ -18,7 +19,7 @@ struct Distill: ParsableCommand {
         for warning in plan.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
         let setup = plan.setup, teacher = plan.teacher
         printToStandardError(RunSummary.lines(recipe, setup))
-        print("run \(recipe.name): \(plural(setup.totalSteps, "step")) (\(setup.stepsPerEpoch ?? 0) per epoch) → \(setup.runFolder)")
+        print("run \(recipe.name): \(counted(setup.totalSteps, "step")) (\(setup.stepsPerEpoch ?? 0) per epoch) → \(setup.runFolder)")
         print(String(format: "teacher %@: %.2fM parameters; student: %.2fM parameters (%.1f%%), %.2fM trainable", teacher.path,
                      Double(teacher.parameterCount) / 1e6, Double(setup.model.parameterCount) / 1e6,
                      100 * Double(setup.model.parameterCount) / Double(teacher.parameterCount), Double(setup.model.trainableParameterCount) / 1e6))

@@ -23,7 +23,7 @@ struct Doctor: ParsableCommand {
     }
 
     func run() throws {
-        print("libtorch \(Torch.version) · \(Torch.threadCount) threads · CUDA \(Torch.isCUDAAvailable ? "available (\(Torch.cudaDeviceCount) devices)" : "not available")")
+        print("libtorch \(Torch.version) · intra-op threads: \(Torch.threadCount) · CUDA \(Torch.isCUDAAvailable ? "available (devices: \(Torch.cudaDeviceCount))" : "not available")")
         let assets = ProcessInfo.processInfo.environment["CLIPTUNE_ASSETS"]
             ?? (ProcessInfo.processInfo.environment["CLIPTUNE_CACHE"] ?? NSHomeDirectory() + "/.cache/cliptune") + "/assets"
         for (name, path) in [("all-MiniLM-L6-v2", "all-MiniLM-L6-v2/model.safetensors"), ("CLIP BPE", "bpe_simple_vocab_16e6.txt.gz")] {
@@ -31,7 +31,7 @@ struct Doctor: ParsableCommand {
             print("asset \(name): \(present ? "present" : "missing (run Scripts/bootstrap)")")
         }
         let (initial, final, accuracy) = fitTwoSpirals(steps: steps, seed: seed)
-        print(String(format: "self-check fit (2-layer MLP, two spirals, %d steps): loss %.3f → %.3f, accuracy %.1f%%",
+        print(String(format: "self-check fit (2-layer MLP, two spirals, steps: %d): loss %.3f → %.3f, accuracy %.1f%%",
                      steps, initial, final, accuracy * 100))
         guard final < initial * 0.5 else {
             throw DoctorError(message: String(format: "the self-check fit did not learn: its loss went from %.3f to %.3f in %d steps, where a working libtorch halves it; check the libtorch that .deps/libtorch (or $LIBTORCH) points to, e.g. by running Scripts/bootstrap again", initial, final, steps))

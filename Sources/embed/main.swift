@@ -60,7 +60,7 @@ struct Embed: ParsableCommand {
         }
         let data = try JSONSerialization.data(withJSONObject: output, options: [.sortedKeys])
         try data.write(to: URL(fileURLWithPath: out), options: .atomic)
-        print("wrote \(out): \(images.count) image and \(allTexts.count) text embeddings")
+        print("wrote \(out): embeddings of \(counted(images.count, "image")) and \(counted(allTexts.count, "text"))")
 
         if let imageEmbeds, let textEmbeds, case .dualEncoder = loaded.model {
             let similarity = F.normalize(imageEmbeds, dim: -1).matmul(F.normalize(textEmbeds, dim: -1).mT).toArray(Float.self)

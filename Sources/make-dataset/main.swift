@@ -39,7 +39,7 @@ struct MakeDataset: ParsableCommand {
             for shard in writer.writtenShards {
                 total += (try FileManager.default.attributesOfItem(atPath: shard)[.size] as? Int) ?? 0
             }
-            print("\(name): \(count) pairs in \(writer.writtenShards.count) shards")
+            print("\(name): \(counted(count, "pair")) in \(counted(writer.writtenShards.count, "shard"))")
         }
         let classes: [String: Any] = ["classes": ShapesWorld.shapes, "templates": ShapesWorld.templates, "label_field": "label"]
         try JSONSerialization.data(withJSONObject: classes, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: "\(out)/classes.json"))

@@ -23,6 +23,7 @@ struct Pack: ParsableCommand {
     @Option(help: "Shard file name prefix.") var prefix = "shard"
     @Option(help: "Image column.") var imageColumn = "image_path"
     @Option(help: "Caption column.") var captionColumn = "caption"
+    @Option(help: "Class label column (JSONL: field), written as each sample's .cls member for zero-shot evaluation.") var labelColumn: String?
     @Option(help: "CSV separator (one character; default: ',' or tab for .tsv).") var separator: String?
     @Option(help: ArgumentHelp("What to do with a bad row (missing image file, image that does not decode, empty caption).",
                                discussion: "skip: leave it out with a warning naming its manifest file and line; fail: stop there and remove the shards written so far."))
@@ -35,11 +36,12 @@ struct Pack: ParsableCommand {
 
     func run() throws {
         let format: ManifestSource.Format? = separator.map { .csv(separator: $0.utf8.first!) }
-        let source = try ManifestSource(path: manifest, format: format, imageColumn: imageColumn, captionColumn: captionColumn)
+        let source = try ManifestSource(path: manifest, format: format, imageColumn: imageColumn, captionColumn: captionColumn,
+                                        labelColumn: labelColumn)
         let report = try ShardPacker.pack(source, into: out, prefix: prefix, samplesPerShard: shardSize, badSamples: badSamples) {
             FileHandle.standardError.write(Data("\($0)\n".utf8))
         }
-        print("packed \(report.packed) pairs into \(report.shards.count) shards in \(out); \(report.rejectionSummary)")
+        print("packed \(counted(report.packed, "pair")) into \(counted(report.shards.count, "shard")) in \(out); \(report.rejectionSummary)")
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Datasets
 import Foundation
 import Torch
 import RunCommands
@@ -21,7 +22,7 @@ struct Train: ParsableCommand {
         let setup = try RunBuilder.contrastive(recipe, resolved: resolved)
         printToStandardError(RunSummary.lines(recipe, setup))
         let trainer = try Trainer(setup, resume: options.resumes(recipe))
-        print("run \(recipe.name): \(plural(setup.totalSteps, "step")) (\(setup.stepsPerEpoch ?? 0) per epoch) → \(setup.runFolder)")
+        print("run \(recipe.name): \(counted(setup.totalSteps, "step")) (\(setup.stepsPerEpoch ?? 0) per epoch) → \(setup.runFolder)")
         print(String(format: "model: %.2fM parameters, %.2fM trainable", Double(setup.model.parameterCount) / 1e6, Double(setup.model.trainableParameterCount) / 1e6))
         let result = try trainer.run()
         try finish(result, trainer: trainer)

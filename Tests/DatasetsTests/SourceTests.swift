@@ -214,4 +214,35 @@ struct PackTests {
         #expect(failure?.origin == "\(folder)/m.csv:6")
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(folder)/strict").isEmpty)
     }
+
+    /// With a label column, each sample's class label travels as a `.cls` member (none for an
+    /// empty label), and the shards read back with the same labels.
+    @Test func labelsTravelAsClsMembers() throws {
+        let folder = temporaryFolder()
+        let encoder = JPEGEncoder()
+        for i in 0..<3 { try Data(try encoder.encode(RGBImage(width: 8, height: 8, fill: (UInt8(i * 40), 0, 0)))).write(to: URL(fileURLWithPath: "\(folder)/\(i).jpg")) }
+        try "image_path,caption,kind\n0.jpg,zero,circle\n1.jpg,one,\n2.jpg,two,square\n".write(toFile: "\(folder)/m.csv", atomically: true, encoding: .utf8)
+        let report = try ShardPacker.pack(try ManifestSource(path: "\(folder)/m.csv", labelColumn: "kind"), into: "\(folder)/shards", prefix: "p", samplesPerShard: 10)
+        let reader = try ShardReader(path: report.shards[0])
+        var labels: [String?] = []
+        while let r = try reader.next() { labels.append(try r.get().label) }
+        #expect(labels == ["circle", nil, "square"])
+        // Without one, no labels.
+        let plain = try ShardPacker.pack(try ManifestSource(path: "\(folder)/m.csv"), into: "\(folder)/plain", prefix: "p", samplesPerShard: 10)
+        let plainReader = try ShardReader(path: plain.shards[0])
+        while let r = try plainReader.next() { #expect(try r.get().label == nil) }
+    }
+}
+
+@Suite("counted")
+struct CountedTests {
+    @Test func nounsAgreeWithTheirCount() {
+        #expect(counted(1, "step") == "1 step")
+        #expect(counted(2, "step") == "2 steps")
+        #expect(counted(0, "sample") == "0 samples")
+        #expect(counted(1, "class", plural: "classes") == "1 class" && counted(3, "class", plural: "classes") == "3 classes")
+        // The number formatted as the caller likes (thousands separators, say).
+        #expect(counted(12_345, "log point", number: { $0 == 12_345 ? "12,345" : "\($0)" }) == "12,345 log points")
+        #expect(counted(1, "evaluation", number: { "one (\($0))" }) == "one (1) evaluation")
+    }
 }

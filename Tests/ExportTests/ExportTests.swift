@@ -192,6 +192,38 @@ struct ExportTests {
         #expect(try SHA256Digest.hex(files: ["\(folder)/empty"]) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
     }
 
+    /// export.json names its source by the checkpoint folder (after its run's name for best/last)
+    /// and the SHA-256 of its weights: no path of the exporting machine appears anywhere in it.
+    @Test func exportJSONNamesItsSourceWithoutAbsolutePaths() throws {
+        #expect(EncoderExport.sourceName("/home/me/Checkpoints/clip-finetune/best") == "clip-finetune/best")
+        #expect(EncoderExport.sourceName("/home/me/Checkpoints/clip-finetune/last/") == "clip-finetune/last")
+        #expect(EncoderExport.sourceName("runs/x/checkpoint-500") == "x/checkpoint-500")
+        #expect(EncoderExport.sourceName("/srv/models/openai-clip-vit-base-patch32") == "openai-clip-vit-base-patch32")
+        #expect(EncoderExport.sourceName("/best") == "best")
+
+        let parent = temporaryFolder("export-paths")
+        let checkpoint = "\(parent)/Checkpoints/student-run/best"
+        try FileManager.default.createDirectory(atPath: "\(parent)/Checkpoints/student-run", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: ExportFixtures.textStudent, toPath: checkpoint)
+        try EncoderExport.export(checkpoint: checkpoint, to: "\(parent)/out")
+        let manifest = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(parent)/out/export.json"))) as? [String: Any])
+        #expect(manifest["source_checkpoint"] as? String == "student-run/best")
+        #expect(manifest["source_sha256"] as? String == (try SHA256Digest.hex(files: ["\(checkpoint)/model.safetensors"])))
+        // Every string value and key, however deep.
+        func strings(_ value: Any) -> [String] {
+            switch value {
+            case let s as String: return [s]
+            case let object as [String: Any]: return object.keys + object.values.flatMap(strings)
+            case let list as [Any]: return list.flatMap(strings)
+            default: return []
+            }
+        }
+        let all = strings(manifest)
+        #expect(all.count > 10)
+        let paths = all.filter { $0.hasPrefix("/") || $0.contains(parent) || $0.contains(NSTemporaryDirectory()) || $0.contains(repositoryRoot) }
+        #expect(paths.isEmpty, "export.json holds paths of this machine: \(paths)")
+    }
+
     @Test func anOpWithoutLoweringNamesTheOpAndModule() throws {
         let linear = Linear(4, 3)
         let x = Tensor.randn([5, 4], generator: Generator(seed: 196))

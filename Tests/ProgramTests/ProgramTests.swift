@@ -151,7 +151,7 @@ struct ProgramTests {
         let ab = try run("eval", ["--checkpoint", a.last, "--checkpoint", b.last] + common)
         try #require(ab.succeeded, "\(ab)")
         let object = try parseObject(ab.stdout, what: "eval's A/B output")
-        #expect(Set(object.keys) == ["a", "b", "difference_b_minus_a"])
+        #expect(Set(object.keys) == ["a", "b", "difference_b_minus_a", "difference_b_minus_a_ci95", "bootstrap"])
         #expect((object["a"] as? [String: Any])?["checkpoint"] as? String == a.last)
         #expect((object["b"] as? [String: Any])?["checkpoint"] as? String == b.last)
         let jsonA = numbers((object["a"] as? [String: Any])?["metrics"]), jsonB = numbers((object["b"] as? [String: Any])?["metrics"])
@@ -162,19 +162,99 @@ struct ProgramTests {
             #expect(abs(d - (jsonB[key]! - jsonA[key]!)) <= 1e-12 * max(1, abs(d)), "difference_b_minus_a[\(key)] = \(d), B − A = \(jsonB[key]! - jsonA[key]!)")
         }
         #expect(difference.values.contains { $0 != 0 }, "2 and 8 steps of training gave identical metrics: \(difference)")
+        // The bootstrap intervals: every metric, lower ≤ upper, from 1,000 seeded resamples of the 32 pairs.
+        let bootstrap = try #require(object["bootstrap"] as? [String: Any])
+        #expect(bootstrap["resamples"] as? Int == 1_000 && bootstrap["seed"] as? Int == 0 && bootstrap["pairs"] as? Int == 32, "\(bootstrap)")
+        let intervals = ((object["difference_b_minus_a_ci95"] as? [String: Any]) ?? [:]).compactMapValues { ($0 as? [Any])?.compactMap { ($0 as? NSNumber)?.doubleValue } }
+        let metricOrder = ["image_to_text_R@1", "image_to_text_R@5", "image_to_text_R@10", "image_to_text_mean_rank", "image_to_text_median_rank",
+                           "text_to_image_R@1", "text_to_image_R@5", "text_to_image_R@10", "text_to_image_mean_rank", "text_to_image_median_rank",
+                           "zeroshot_top1", "zeroshot_top5", "clip_val_loss"]
+        #expect(Set(intervals.keys) == Set(metricOrder), "\(intervals.keys.sorted())")
+        for (key, interval) in intervals { #expect(interval.count == 2 && interval[0] <= interval[1], "\(key): \(interval)") }
+        // The same seed gives the same intervals.
+        let again = try run("eval", ["--checkpoint", a.last, "--checkpoint", b.last] + common)
+        #expect(try parseObject(again.stdout, what: "eval's A/B output")["difference_b_minus_a_ci95"] as? NSDictionary == object["difference_b_minus_a_ci95"] as? NSDictionary)
 
-        // The table on stderr: metric, A, B, B − A (4 decimals).
-        let rows = ab.stderr.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
-        #expect(rows.first == ["metric", "A", "B", "B", "-", "A"], "\(ab.stderr)")
-        var tabled: Set<String> = []
-        for row in rows.dropFirst() where row.count == 4 {
-            guard let x = Double(row[1]), let y = Double(row[2]), let d = Double(row[3]), let key = Optional(row[0]), difference[key] != nil else { continue }
-            tabled.insert(key)
-            #expect(abs(x - jsonA[key]!) <= 5.1e-5 && abs(y - jsonB[key]!) <= 5.1e-5, "\(row)")
-            #expect(abs(d - difference[key]!) <= 5.1e-5 && abs(d - (y - x)) <= 1.1e-4, "\(row)")
-            #expect(row[3].hasPrefix("+") || row[3].hasPrefix("-"), "B − A is printed with its sign: \(row)")
+        // The table on stderr: the checkpoints, the pairs and resamples, then per metric (in
+        // open_clip's order) its direction, A, B, B − A and the interval (4 decimals).
+        let lines = ab.stderr.split(separator: "\n").map(String.init)
+        #expect(lines.starts(with: ["A: \(a.last)", "B: \(b.last)", "32 validation pairs; 95% interval of B − A from 1000 paired bootstrap resamples (seed 0)"]), "\(ab.stderr)")
+        let header = try #require(lines.first { $0.hasPrefix("metric") }, "\(ab.stderr)")
+        #expect(header.split(separator: " ").map(String.init) == ["metric", "better", "A", "B", "B", "−", "A", "95%", "interval", "of", "B", "−", "A"], "\(header)")
+        var tabled: [String] = []
+        for line in lines {
+            guard let row = capture(#"^(\S+) +(↑ higher|↓ lower) +(-?\d+\.\d{4}) +(-?\d+\.\d{4}) +([+-]\d+\.\d{4}) +\[([+-]\d+\.\d{4}), ([+-]\d+\.\d{4})\]( +[AB] better)?$"#, in: line) else { continue }
+            let key = row[0]
+            tabled.append(key)
+            guard let x = Double(row[2]), let y = Double(row[3]), let d = Double(row[4]), let low = Double(row[5]), let high = Double(row[6]),
+                  let interval = intervals[key], interval.count == 2 else { Issue.record("unreadable row: \(line)"); continue }
+            #expect(row[1] == (key.hasSuffix("rank") || key.hasSuffix("loss") ? "↓ lower" : "↑ higher"), "\(line)")
+            #expect(abs(x - jsonA[key]!) <= 5.1e-5 && abs(y - jsonB[key]!) <= 5.1e-5, "\(line)")
+            #expect(abs(d - difference[key]!) <= 5.1e-5 && abs(d - (y - x)) <= 1.1e-4, "\(line)")
+            #expect(abs(low - interval[0]) <= 5.1e-5 && abs(high - interval[1]) <= 5.1e-5, "\(line)")
+            // "A better" / "B better" exactly when the interval excludes 0, for the direction that improves.
+            let better = row.count > 7 ? row[7].trimmingCharacters(in: .whitespaces) : ""
+            let improves = row[1] == "↑ higher" ? 1.0 : -1.0
+            let expected = interval[0] > 0 ? (improves > 0 ? "B better" : "A better") : interval[1] < 0 ? (improves > 0 ? "A better" : "B better") : ""
+            #expect(better == expected, "\(line)")
         }
-        #expect(tabled == Set(difference.keys), "table rows \(tabled.sorted()) vs \(difference.keys.sorted())\n\(ab.stderr)")
+        #expect(tabled == metricOrder, "table rows \(tabled) \n\(ab.stderr)")
+    }
+
+    /// Zero-shot evaluation on data without usable labels is an error that names the data and
+    /// what to set (exit 1, no usage text); manifests take pack's column flags; argument
+    /// mistakes are usage errors (exit 64).
+    @Test func evalRefusesZeroShotWithoutLabelsAndTakesColumns() throws {
+        let checkpoint = try Trained.tiny.get().last
+        let folder = temporaryFolder()
+        let images = try Fixtures.images
+        let shapes = ["circle", "square", "triangle", "star", "cross", "ring", "diamond", "hexagon"]
+        var plain = ["image_path,caption"], named = ["file\ttext\tshape"]
+        for (i, image) in images.enumerated() {
+            plain.append("\(image.path),\"\(image.caption)\"")
+            named.append("\(image.path)\t\(image.caption)\t\(shapes[i % shapes.count])")
+        }
+        try plain.joined(separator: "\n").write(toFile: "\(folder)/plain.csv", atomically: true, encoding: .utf8)
+        try named.joined(separator: "\n").write(toFile: "\(folder)/named.tsv", atomically: true, encoding: .utf8)
+        func expectDataError(_ result: ProgramRun, _ fragments: [String], sourceLocation: SourceLocation = #_sourceLocation) {
+            #expect(!result.signaled && !result.timedOut && result.status == 1, "data errors exit 1: \(result)", sourceLocation: sourceLocation)
+            #expect(!result.stderr.contains("Usage:") && result.stdout.isEmpty, "a data error is not a usage error: \(result)", sourceLocation: sourceLocation)
+            for fragment in fragments { #expect(result.stderr.contains(fragment), "\(fragment) is not in the message: \(result)", sourceLocation: sourceLocation) }
+        }
+        let classes = ["--classes", Fixtures.classes]
+
+        // A manifest read without a label column.
+        expectDataError(try run("eval", ["--checkpoint", checkpoint, "--data", "\(folder)/plain.csv"] + classes),
+                        ["\(folder)/plain.csv: zero-shot evaluation needs each sample's class name", "set --label-column"])
+        // A label column the manifest lacks.
+        expectDataError(try run("eval", ["--checkpoint", checkpoint, "--data", "\(folder)/plain.csv", "--label-column", "shape"] + classes),
+                        ["has no label column 'shape' (columns: image_path, caption)", "--label-column"])
+        // Shards without labels (pack without --label-column).
+        let packed = try run("pack", ["--manifest", "\(folder)/plain.csv", "--out", "\(folder)/shards", "--shard-size", "100"])
+        try #require(packed.succeeded, "\(packed)")
+        #expect(packed.lines.contains("packed 8 pairs into 1 shard in \(folder)/shards"), "\(packed)")
+        expectDataError(try run("eval", ["--checkpoint", checkpoint, "--data", "\(folder)/shards/shard-0000.tar.zst"] + classes),
+                        ["shard-0000.tar.zst: none of its 8 samples carries a class label"])
+
+        // Pack's column flags, and labels that are classes: zero-shot over all 8 pairs.
+        let columns = ["--image-column", "file", "--caption-column", "text", "--label-column", "shape"]
+        let evaluated = try run("eval", ["--checkpoint", checkpoint, "--data", "\(folder)/named.tsv"] + columns + classes)
+        try #require(evaluated.succeeded, "\(evaluated)")
+        let metrics = numbers(try parseObject(evaluated.stdout, what: "eval's output")["metrics"])
+        #expect(metrics["val_samples"] == 8 && metrics["zeroshot_top1"] != nil && metrics["image_to_text_R@1"] != nil, "\(metrics)")
+        // pack carries the labels into the shards, where eval finds them.
+        let labelled = try run("pack", ["--manifest", "\(folder)/named.tsv", "--out", "\(folder)/labelled"] + columns)
+        try #require(labelled.succeeded, "\(labelled)")
+        let fromShards = try run("eval", ["--checkpoint", checkpoint, "--data", "\(folder)/labelled/shard-0000.tar.zst"] + classes)
+        try #require(fromShards.succeeded, "\(fromShards)")
+        #expect(numbers(try parseObject(fromShards.stdout, what: "eval's output")["metrics"])["zeroshot_top1"] == metrics["zeroshot_top1"])
+
+        // Argument mistakes: usage text, exit 64.
+        for arguments in [["--data", "\(folder)/shards/shard-0000.tar.zst", "--label-column", "shape"] + classes,
+                          ["--data", "\(folder)/named.tsv", "--label-column", "shape"]] {
+            let mistake = try run("eval", ["--checkpoint", checkpoint] + arguments)
+            #expect(mistake.status == 64 && mistake.stderr.contains("Usage:"), "\(mistake)")
+        }
     }
 
     // MARK: distill
@@ -270,7 +350,7 @@ struct ProgramTests {
         #expect((manifest["text"] as? [String: Any])?["precision"] as? String == "fp16")
         #expect((manifest["image"] as? [String: Any])?["image_size"] as? Int == 32)
         #expect(manifest["embedding_dim"] as? Int == 16)
-        #expect(manifest["source_checkpoint"] as? String == URL(fileURLWithPath: checkpoint).standardizedFileURL.path)
+        #expect(manifest["source_checkpoint"] as? String == "tiny/last")   // the run and folder, no path of this machine
         #expect((manifest["source_sha256"] as? String)?.count == 64)
         for file in ["image_encoder.onnx", "text_encoder.onnx"] {
             #expect(try onnxOpsetImports("\(out)/\(file)")[""] == 18, "\(file) does not import opset 18")
@@ -555,7 +635,7 @@ struct ProgramTests {
 
         let normalised = try run("embed", ["--checkpoint", checkpoint, "--images"] + images + ["--texts"] + texts + ["--out", "\(folder)/a.json"])
         try #require(normalised.succeeded, "\(normalised)")
-        #expect(normalised.lines.contains("wrote \(folder)/a.json: 3 image and 2 text embeddings"), "\(normalised)")
+        #expect(normalised.lines.contains("wrote \(folder)/a.json: embeddings of 3 images and 2 texts"), "\(normalised)")
         #expect(Set(try readObject("\(folder)/a.json").keys) == ["image_embeds", "text_embeds"])
         let imageA = try rows("\(folder)/a.json", "image_embeds"), textA = try rows("\(folder)/a.json", "text_embeds")
         #expect(imageA.count == 3 && textA.count == 2 && (imageA + textA).allSatisfy { $0.count == 16 })
@@ -613,7 +693,7 @@ struct ProgramTests {
         let out = temporaryFolder() + "/shapes"
         let result = try run("make-dataset", ["--out", out], timeout: 900)
         try #require(result.succeeded, "\(result)")
-        #expect(result.lines.contains("train: 4000 pairs in 4 shards") && result.lines.contains("val: 1000 pairs in 1 shards"), "\(result)")
+        #expect(result.lines.contains("train: 4000 pairs in 4 shards") && result.lines.contains("val: 1000 pairs in 1 shard"), "\(result)")
         let committed = "\(repositoryRoot)/Data/shapes"
         let made = try FileManager.default.contentsOfDirectory(atPath: out).sorted()
         // The README is written by hand; everything else is the program's output.

@@ -45,6 +45,29 @@ private func exampleRun(steps: Int = 3_000, logEvery: Int = 10, evalEvery: Int =
     return records
 }
 
+/// A distillation run's log: four loss terms, six recall curves of which R@5 and R@10 climb to
+/// just under 1 around the best step and one reaches 1 (the top of the axis, with its marker)
+/// from it on, validation loss, zero-shot.
+private func distillationRun(steps: Int = 500, best: Int = 400) -> [MetricsRecord] {
+    var records: [MetricsRecord] = []
+    for step in stride(from: 10, through: steps, by: 10) {
+        let t = Double(step) / Double(steps)
+        let logit = 0.2 + 1.4 * exp(-4 * t), feature = 0.1 + 0.5 * exp(-6 * t), contrastive = 0.5 + 2.5 * exp(-5 * t)
+        records.append(trainRecord(step, ["loss": logit + feature + contrastive, "logit_distill_loss": logit, "feature_distill_loss": feature,
+                                          "contrastive_loss": contrastive, "lr": 1e-3 * 0.5 * (1 + cos(Double.pi * t)), "logit_scale": 2.66 + t]))
+        if step % 50 == 0 {
+            let r = 1 - exp(-4 * t)
+            records.append(evalRecord(step, [
+                "image_to_text_R@1": 0.52 * r, "image_to_text_R@5": 0.975 * r, "image_to_text_R@10": step >= best ? 1 : 0.99 * r,
+                "text_to_image_R@1": 0.54 * r, "text_to_image_R@5": 0.97 * r, "text_to_image_R@10": 0.985 * r,
+                "clip_val_loss": 0.4 + 2 * exp(-4 * t), "zeroshot_top1": 0.15 * r, "zeroshot_top5": 0.66 * r,
+                "best_step": Double(min(step, best)),
+            ]))
+        }
+    }
+    return records
+}
+
 /// What an SVG consists of, as seen by a real XML parser.
 private final class XMLOutline: NSObject, XMLParserDelegate {
     var elements: [(name: String, attributes: [String: String])] = []
@@ -214,6 +237,79 @@ struct CurvesPlotTests {
         #expect(outline.withClass("best-marker").count == 6)
         #expect(outline.texts.filter { $0 == "best" }.count == 6)
         #expect(svg.contains("best step 2,000"))
+    }
+
+    /// The "best" label is drawn where no curve is: its box (estimated from the font size, as a
+    /// browser would lay it out, with a margin) crosses no segment of any polyline and no marker
+    /// of its panel, nor a legend entry, at the start, middle and end of a run.
+    @Test func theBestLabelOverlapsNoCurve() throws {
+        struct Box { var left, top, right, bottom: Double }
+        func intersects(_ box: Box, _ a: (Double, Double), _ b: (Double, Double)) -> Bool {
+            // Liang–Barsky clipping of the segment against the box.
+            var t0 = 0.0, t1 = 1.0
+            let dx = b.0 - a.0, dy = b.1 - a.1
+            for (p, q) in [(-dx, a.0 - box.left), (dx, box.right - a.0), (-dy, a.1 - box.top), (dy, box.bottom - a.1)] {
+                if p == 0 { if q < 0 { return false }; continue }
+                let r = q / p
+                if p < 0 { t0 = max(t0, r) } else { t1 = min(t1, r) }
+                if t0 > t1 { return false }
+            }
+            return true
+        }
+        func number(_ s: String?) -> Double { Double(s ?? "") ?? .nan }
+        var checked = 0
+        for (name, records, best) in [("distillation", distillationRun(), nil as Int?), ("distillation, best at the start", distillationRun(best: 50), nil),
+                                      ("distillation, best at the end", distillationRun(best: 500), nil), ("distillation, best between evaluations", distillationRun(), 130),
+                                      ("fine-tuning", exampleRun(), nil)] {
+            let outline = try #require(XMLOutline.parse(CurvesPlot.svg(records, title: name, bestStep: best)))
+            var offset = (0.0, 0.0), textIndex = 0
+            var labels: [Box] = [], legends: [Box] = [], segments: [((Double, Double), (Double, Double))] = [], markers: [(Double, Double, Double)] = []
+            func flush() {
+                for label in labels {
+                    checked += 1
+                    for (a, b) in segments { #expect(!intersects(label, a, b), "\(name): the best label \(label) crosses the segment \(a)–\(b)") }
+                    for (x, y, r) in markers {
+                        let nearX = min(max(x, label.left), label.right), nearY = min(max(y, label.top), label.bottom)
+                        #expect((nearX - x) * (nearX - x) + (nearY - y) * (nearY - y) > r * r, "\(name): the best label \(label) covers a marker at \(x), \(y)")
+                    }
+                    for legend in legends {
+                        #expect(label.right < legend.left || legend.right < label.left || label.bottom < legend.top || legend.bottom < label.top,
+                                "\(name): the best label \(label) overlaps the legend entry \(legend)")
+                    }
+                }
+                (labels, legends, segments, markers) = ([], [], [], [])
+            }
+            for (element, attributes) in outline.elements {
+                if attributes["class"] == "panel" {
+                    flush()
+                    let numbers = (attributes["transform"] ?? "").split { !"0123456789.-".contains($0) }.compactMap { Double($0) }
+                    offset = (numbers[0], numbers[1])
+                }
+                switch element {
+                case "polyline":
+                    let points = attributes["points"]!.split(separator: " ").map { pair -> (Double, Double) in
+                        let xy = pair.split(separator: ",")
+                        return (offset.0 + number(String(xy[0])), offset.1 + number(String(xy[1])))
+                    }
+                    segments += zip(points, points.dropFirst()).map { ($0, $1) }
+                case "circle":
+                    markers.append((offset.0 + number(attributes["cx"]), offset.1 + number(attributes["cy"]), number(attributes["r"]) + 1))
+                case "text":
+                    defer { textIndex += 1 }
+                    let text = outline.texts[textIndex], size = number(attributes["font-size"])
+                    let x = offset.0 + number(attributes["x"]), y = offset.1 + number(attributes["y"])
+                    // Sans-serif: about 0.62 em a character (bold), cap height 0.75 em, descent 0.25 em.
+                    let width = Double(text.count) * 0.62 * size
+                    let left = attributes["text-anchor"] == "middle" ? x - width / 2 : attributes["text-anchor"] == "end" ? x - width : x
+                    let box = Box(left: left - 1, top: y - 0.8 * size - 1, right: left + width + 1, bottom: y + 0.25 * size + 1)
+                    if text == "best" { labels.append(box) }
+                    if size == 11.5 { legends.append(box) }   // legend entries
+                default: break
+                }
+            }
+            flush()
+        }
+        #expect(checked >= 5 * 5, "\(checked) best labels checked")
     }
 
     @Test func panelsOnlyForDataThatExists() throws {

@@ -219,6 +219,5 @@ struct RecipeFileTests {
         #expect(lines.contains { $0.hasPrefix("image augmentation: random resized crop scale 0.9–1.0") }, "\(lines)")
         let capped = RunSummary.lines(try tinyRecipe(runs, name: "capped", steps: 5, extra: ["epochs=2"]), try RunBuilder.contrastive(try tinyRecipe(runs, name: "capped", steps: 5, extra: ["epochs=2"]), resolved: nil))
         #expect(capped.contains("training 5 steps: max_steps=5 ends before epochs=2 (12 steps)"), "\(capped)")
-        #expect(plural(1, "step") == "1 step" && plural(2, "step") == "2 steps")
     }
 }

@@ -78,7 +78,7 @@ public final class ManifestSource: @unchecked Sendable {
         columnIndex = Dictionary(names.enumerated().map { ($1.trimmingCharacters(in: .whitespaces), $0) }, uniquingKeysWith: { a, _ in a })
         let roles = [("image", imageColumn), ("caption", captionColumn), ("label", labelColumn)].compactMap { role, column in column.map { (role, $0) } }
         for (role, column) in roles where columnIndex[column] == nil {
-            throw DataFileError(file: path, reason: "has no \(role) column '\(column)' (columns: \(names.joined(separator: ", "))); set the \(role) column name in the recipe")
+            throw DataFileError(file: path, reason: "has no \(role) column '\(column)' (columns: \(names.joined(separator: ", "))); name the \(role) column with \(role)_column in a recipe, --\(role)-column for pack and eval")
         }
         rows = Array(records.dropFirst())
         lines = Array(startLines.dropFirst())

@@ -5,6 +5,7 @@ import Foundation
 /// content shows, whatever the file is called — plus `<row>.txt`, or `<row>.json` when the row
 /// has several captions. Every image is decoded before it is packed (JPEGs at 1/8 scale, which
 /// still reads every coded block), so shards never carry a sample the loader would skip.
+/// A manifest read with a label column adds `<row>.cls` holding the row's class label (when it has one).
 public enum ShardPacker {
     /// A row left out, with its manifest file and line (as the loader names rows).
     public struct Rejection: Sendable, Equatable, CustomStringConvertible {
@@ -47,6 +48,7 @@ public enum ShardPacker {
         do {
             for row in 0..<source.count {
                 let member: (extension: String, data: [UInt8]), caption: (extension: String, data: [UInt8])
+                var label: String?
                 do {
                     let record: SampleRecord
                     do { record = try source.record(row) } catch let issue as SampleIssue { throw Rejection(kind: .badRow, issue: issue) }
@@ -65,13 +67,16 @@ public enum ShardPacker {
                     caption = record.captions.count == 1
                         ? ("txt", Array(record.captions[0].utf8))
                         : ("json", [UInt8](try JSONSerialization.data(withJSONObject: record.captions)))
+                    label = record.label
                 } catch let rejection as Rejection {
                     if badSamples == .fail { throw rejection.issue }
                     report.rejected.append(rejection)
                     warn("warning: skipped \(rejection.issue)")
                     continue
                 }
-                try writer.add(key: String(format: "%09d", row), members: [member, caption])
+                var members: [(extension: String, data: [UInt8])] = [member, caption]
+                if let label, !label.isEmpty { members.append(("cls", Array(label.utf8))) }
+                try writer.add(key: String(format: "%09d", row), members: members)
                 report.packed += 1
             }
             try writer.close()

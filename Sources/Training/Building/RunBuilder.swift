@@ -101,7 +101,7 @@ public enum RunBuilder {
         let count = try sampleCount(trainSource)
         let perStep = data.batchSize * recipe.optimizer.accumulationSteps
         guard count >= perStep else {
-            throw TrainingError(message: "data.train has \(count) samples, fewer than one step needs (batch_size \(data.batchSize) × accumulation_steps \(recipe.optimizer.accumulationSteps))")
+            throw TrainingError(message: "data.train has \(counted(count, "sample")), fewer than one step needs (batch_size \(data.batchSize) × accumulation_steps \(recipe.optimizer.accumulationSteps))")
         }
         let captionAugmenter = data.textAugmentation.isIdentity ? nil : TextAugmenter(wordNet: try WordNet(), config: data.textAugmentation)
         let options = DataLoaderOptions(batchSize: data.batchSize, threads: data.threads, seed: UInt64(recipe.seed), shuffle: true, dropLast: true,
@@ -118,6 +118,10 @@ public enum RunBuilder {
             // same as `eval`'s (and independent of the training seed).
             valOptions.seed = 0
             validation = DataLoader(source: try source(val), pipeline: images.map { ImagePipeline(preprocessing: $0.preprocessing) }, options: valOptions)
+            // Zero-shot accuracy on data without class labels would be missing from every evaluation.
+            if images != nil, let zeroshot = recipe.eval.zeroshot, let validation {
+                try ZeroShotClasses.load(zeroshot.classes).checkLabels(in: validation.source, name: "data.val", labelSetting: "data.val.label_column")
+            }
         }
         let stepsPerEpoch = count / perStep
         let totalSteps = [recipe.maxSteps, recipe.epochs.map { $0 * stepsPerEpoch }].compactMap { $0 }.min() ?? stepsPerEpoch

@@ -75,7 +75,7 @@ extension Recipe {
                 let (matched, missing) = WebDataset.match(resolve(pattern), fileExists: fileExists, glob: glob)
                 if !missing.isEmpty {
                     let shown = missing.prefix(3).joined(separator: ", ") + (missing.count > 3 ? " and \(missing.count - 3) more" : "")
-                    add("\(key).shards", "\(missing.count) shard\(missing.count == 1 ? "" : "s") of '\(pattern)' missing: \(shown)")
+                    add("\(key).shards", "\(counted(missing.count, "shard")) of '\(pattern)' missing: \(shown)")
                 } else if matched.isEmpty {
                     add("\(key).shards", "'\(pattern)' matches no files (in \(resolve(pattern)))")
                 }

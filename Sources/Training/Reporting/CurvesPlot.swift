@@ -1,3 +1,4 @@
+import Datasets
 import Foundation
 
 /// Draws a run's metrics as one self-contained SVG (no scripts, no web fonts), so `curves.svg`
@@ -5,7 +6,8 @@ import Foundation
 ///
 /// Panels, each only when its data exists: training loss terms (raw and smoothed), learning rate,
 /// logit scale, retrieval recall, validation loss, zero-shot accuracy. All panels share the
-/// step axis; the best step of early stopping is a dashed "best" line in each.
+/// step axis; the best step is a dashed line in each, labelled "best" above the plot area, where
+/// no curve is drawn.
 public enum CurvesPlot {
     /// Most points drawn per polyline; longer series keep each bucket's minimum and maximum,
     /// so spikes survive while the file stays small enough to redraw on every log step.
@@ -245,6 +247,8 @@ public enum CurvesPlot {
         static let panelHeight = 320.0
         static let plotLeft = 62.0, plotRight = 20.0, plotBottom = 40.0
         static let titleHeight = 30.0, legendRow = 17.0
+        /// Room above the plot area for the "best" label, so it never sits on a curve.
+        static let bestLabelRow = 18.0
         static let font = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
     }
 
@@ -277,11 +281,13 @@ public enum CurvesPlot {
                                   xTicks: [Double], best: Int?) {
         let plotWidth = width - Layout.plotLeft - Layout.plotRight
         let legend = legendLayout(panel.series, width: plotWidth)
-        let top = Layout.titleHeight + Double(legend.rows) * Layout.legendRow + 8
+        let (x0, x1) = (xTicks.first!, xTicks.last!)
+        let best = best.flatMap { (x0...x1).contains(Double($0)) ? $0 : nil }
+        let top = Layout.titleHeight + Double(legend.rows) * Layout.legendRow + 8 + (best == nil ? 0 : Layout.bestLabelRow)
         let plotHeight = Layout.panelHeight - top - Layout.plotBottom
         let values = panel.series.flatMap { $0.points.map(\.y) }
         let yTicks = niceTicks(values.min()!, values.max()!, count: 5)
-        let (x0, x1, y0, y1) = (xTicks.first!, xTicks.last!, yTicks.first!, yTicks.last!)
+        let (y0, y1) = (yTicks.first!, yTicks.last!)
         func px(_ v: Double) -> Double { Layout.plotLeft + (v - x0) / (x1 - x0) * plotWidth }
         func py(_ v: Double) -> Double { top + plotHeight - (v - y0) / (y1 - y0) * plotHeight }
 
@@ -310,11 +316,13 @@ public enum CurvesPlot {
         svg.line(##"<path d="M\##(n(Layout.plotLeft)),\##(n(top))V\##(n(top + plotHeight))H\##(n(Layout.plotLeft + plotWidth))" fill="none" stroke="#8c959f"/>"##)
         svg.line(##"<text x="\##(n(Layout.plotLeft + plotWidth))" y="\##(n(top + plotHeight + 31))" font-size="10.5" fill="#8c959f" text-anchor="end">step</text>"##)
 
-        if let best, Double(best) >= x0, Double(best) <= x1 {
+        if let best {
+            // The label sits above the plot area (curves and their markers stay inside it),
+            // centred on the line, and within the plot's width.
             let bx = px(Double(best))
-            let anchorEnd = bx > Layout.plotLeft + plotWidth - 70
-            svg.line(##"<g class="best-marker"><line x1="\##(n(bx))" y1="\##(n(top))" x2="\##(n(bx))" y2="\##(n(top + plotHeight))" stroke="#1a7f37" stroke-width="1.2" stroke-dasharray="5 4"/>"##
-                + ##"<text x="\##(n(anchorEnd ? bx - 4 : bx + 4))" y="\##(n(top + 11))" font-size="10.5" font-weight="600" fill="#1a7f37" stroke="#ffffff" stroke-width="3" paint-order="stroke" text-anchor="\##(anchorEnd ? "end" : "start")">best</text></g>"##)
+            let lx = min(max(bx, Layout.plotLeft + 16), Layout.plotLeft + plotWidth - 16)
+            svg.line(##"<g class="best-marker"><line x1="\##(n(bx))" y1="\##(n(top - 4))" x2="\##(n(bx))" y2="\##(n(top + plotHeight))" stroke="#1a7f37" stroke-width="1.2" stroke-dasharray="5 4"/>"##
+                + ##"<text x="\##(n(lx))" y="\##(n(top - 8))" font-size="10.5" font-weight="600" fill="#1a7f37" text-anchor="middle">best</text></g>"##)
         }
 
         for series in panel.series {
@@ -373,9 +381,8 @@ public enum CurvesPlot {
         var parts = ["step \(grouped(last.step))"]
         if last.epoch.isFinite { parts.append("epoch \(String(format: "%.2f", last.epoch))") }
         let evaluations = records.filter { $0.kind == .eval }.count
-        func counted(_ count: Int, _ noun: String) -> String { "\(grouped(count)) \(noun)\(count == 1 ? "" : "s")" }
-        parts.append(counted(records.count - evaluations, "log point"))
-        parts.append(counted(evaluations, "evaluation"))
+        parts.append(counted(records.count - evaluations, "log point", number: grouped))
+        parts.append(counted(evaluations, "evaluation", number: grouped))
         if let best { parts.append("best step \(grouped(best))") }
         return parts.joined(separator: "  ·  ")
     }

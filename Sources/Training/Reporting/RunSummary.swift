@@ -12,7 +12,7 @@ public enum RunSummary {
         var lines: [String] = []
         lines.append("run \(recipe.name) → \(setup.runFolder)")
         lines.append("training " + stepsDescription(recipe, setup))
-        lines.append("device: cpu, \(plural(Torch.threadCount, "intra-op thread")); precision \(recipe.precision.rawValue)")
+        lines.append("device: cpu, \(counted(Torch.threadCount, "intra-op thread")); precision \(recipe.precision.rawValue)")
         var sizes = "model: \(millions(setup.model.parameterCount)) parameters, \(millions(setup.model.trainableParameterCount)) trained"
         if let encoder = setup.model as? DualEncoder {
             sizes += " (image tower \(millions(encoder.visionModel.parameterCount)), text tower \(millions(encoder.textModel.parameterCount)))"
@@ -21,7 +21,7 @@ public enum RunSummary {
         lines.append(sizes)
         let batch = recipe.data.batchSize, accumulation = recipe.optimizer.accumulationSteps
         lines.append("global batch: \(batch * accumulation) samples per step (batch_size \(batch) × accumulation_steps \(accumulation)); "
-                     + "optimizer \(recipe.optimizer.type.rawValue) lr \(recipe.optimizer.lr), schedule \(recipe.schedule.kind.name.rawValue), warmup \(plural(recipe.schedule.warmupSteps, "step"))")
+                     + "optimizer \(recipe.optimizer.type.rawValue) lr \(recipe.optimizer.lr), schedule \(recipe.schedule.kind.name.rawValue), warmup \(counted(recipe.schedule.warmupSteps, "step"))")
         lines.append("image augmentation: " + imageAugmentation(recipe.data.augmentation))
         let text = recipe.data.textAugmentation
         lines.append("text augmentation: " + (text.isIdentity ? "off"
@@ -33,7 +33,7 @@ public enum RunSummary {
 
     /// "248 steps (31 per epoch × 8 epochs)", and which of `epochs` and `max_steps` ends the run.
     static func stepsDescription(_ recipe: Recipe, _ setup: TrainingSetup) -> String {
-        let total = plural(setup.totalSteps, "step")
+        let total = counted(setup.totalSteps, "step")
         guard let perEpoch = setup.stepsPerEpoch else { return total }
         switch (recipe.epochs, recipe.maxSteps) {
         case (let epochs?, let maxSteps?) where epochs * perEpoch < maxSteps:
@@ -41,7 +41,7 @@ public enum RunSummary {
         case (let epochs?, let maxSteps?) where maxSteps < epochs * perEpoch:
             return "\(total): max_steps=\(maxSteps) ends before epochs=\(epochs) (\(epochs * perEpoch) steps)"
         case (let epochs?, _):
-            return "\(total) (\(perEpoch) per epoch × \(plural(epochs, "epoch")))"
+            return "\(total) (\(perEpoch) per epoch × \(counted(epochs, "epoch")))"
         case (nil, _):
             return "\(total) (\(perEpoch) per epoch)"
         }
@@ -60,6 +60,3 @@ public enum RunSummary {
 
     static func millions(_ count: Int) -> String { String(format: "%.2fM", Double(count) / 1e6) }
 }
-
-/// "1 step", "2 steps".
-public func plural(_ count: Int, _ noun: String) -> String { "\(count) \(noun)\(count == 1 ? "" : "s")" }
