@@ -41,7 +41,7 @@ struct Pack: ParsableCommand {
         let report = try ShardPacker.pack(source, into: out, prefix: prefix, samplesPerShard: shardSize, badSamples: badSamples) {
             FileHandle.standardError.write(Data("\($0)\n".utf8))
         }
-        print("packed \(counted(report.packed, "pair")) into \(counted(report.shards.count, "shard")) in \(out); \(report.rejectionSummary)")
+        print("packed \(counted(report.packed, "pair")) into \(counted(report.shards.count, "shard")) in \(out)" + (report.rejected.isEmpty ? "" : "; \(report.rejectionSummary)"))
     }
 }
 

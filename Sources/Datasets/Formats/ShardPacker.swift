@@ -33,8 +33,8 @@ public enum ShardPacker {
             let parts = [(count(.missingImage), "missing image file", "missing image files"),
                          (count(.undecodableImage), "image that does not decode", "images that do not decode"),
                          (count(.badRow), "bad row", "bad rows")]
-                .filter { $0.0 > 0 }.map { "\($0.0) \($0.0 == 1 ? $0.1 : $0.2)" }
-            return "rejected \(rejected.count) row\(rejected.count == 1 ? "" : "s")" + (parts.isEmpty ? "" : ": " + parts.joined(separator: ", "))
+                .filter { $0.0 > 0 }.map { counted($0.0, $0.1, plural: $0.2) }
+            return "rejected \(counted(rejected.count, "row"))" + (parts.isEmpty ? "" : ": " + parts.joined(separator: ", "))
         }
     }
 
