@@ -8,7 +8,8 @@ public struct RunOptions: ParsableArguments {
     @Option(help: "The recipe (JSON).") public var recipe: String?
     @Option(name: .customLong("set"), help: "Override a recipe field: --set optimizer.lr=1e-4 (repeatable; applied after the flags below).")
     public var overrides: [String] = []
-    @Flag(help: "Continue the run from its last/ checkpoint.") public var resume = false
+    @Flag(help: "Continue the run from its last/ checkpoint (an error when there is none).") public var resume = false
+    @Flag(help: "Delete a previous run in the same run folder and start afresh.") public var overwrite = false
 
     @Option(help: "Training data: a shard pattern or a CSV/TSV/JSON(L) manifest (data.train).") public var trainData: String?
     @Option(help: "Validation data, as --train-data (data.val).") public var valData: String?
@@ -46,8 +47,14 @@ public struct RunOptions: ParsableArguments {
         try RunBuilder.load(recipe ?? defaultRecipe, overrides: allOverrides)
     }
 
-    /// Whether to continue from `last/`: the flag, or `"resume": "latest"` in the recipe.
-    public func resumes(_ recipe: Recipe) -> Bool { resume || recipe.resume == .latest }
+    public func validate() throws {
+        if resume && overwrite { throw ValidationError("--resume continues the run and --overwrite deletes it: give one of them") }
+    }
+
+    /// How the run meets its folder: `--overwrite`, `--resume`, `"resume": "latest"`, or fresh.
+    public func start(_ recipe: Recipe) -> RunStart {
+        overwrite ? .overwrite : resume ? .resume : recipe.resume == .latest ? .resumeIfPossible : .fresh
+    }
 }
 
 /// Ends the command the way its outcome asks: an interrupted run prints how to continue and

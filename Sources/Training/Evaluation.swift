@@ -22,6 +22,14 @@ public struct ZeroShotClasses: Sendable, Equatable {
         guard let classes = json["classes"] as? [String], !classes.isEmpty else {
             throw DataFileError(file: path, reason: "needs a non-empty \"classes\" list of strings")
         }
+        var seen = Set<String>(), duplicates: [String] = []
+        for name in classes where !seen.insert(name).inserted && !duplicates.contains(name) { duplicates.append(name) }
+        guard duplicates.isEmpty else {
+            throw DataFileError(file: path, reason: "lists \(duplicates.map { "\"\($0)\"" }.joined(separator: ", ")) more than once in \"classes\"; each class must appear once (a label must name one class)")
+        }
+        guard classes.allSatisfy({ !$0.trimmingCharacters(in: .whitespaces).isEmpty }) else {
+            throw DataFileError(file: path, reason: "has an empty class name in \"classes\"")
+        }
         let templates = json["templates"] as? [String] ?? ["a photo of a {}."]
         guard !templates.isEmpty, templates.allSatisfy({ $0.contains("{}") }) else {
             throw DataFileError(file: path, reason: "every template needs a {} where the class name goes")

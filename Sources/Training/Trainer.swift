@@ -21,22 +21,54 @@ public final class Trainer {
     public var lastFolder: String { "\(setup.runFolder)/last" }
     public var bestFolder: String { "\(setup.runFolder)/best" }
 
-    /// Starts a run, or continues the one in `runFolder/last` when `resume` is true.
-    public init(_ setup: TrainingSetup, resume: Bool) throws {
+    private let folder: RunFolder
+
+    /// Starts a run, or continues the one in `runFolder/last` when `resume` is true (and fails
+    /// when there is none); see `RunStart`.
+    public convenience init(_ setup: TrainingSetup, resume: Bool) throws {
+        try self.init(setup, start: resume ? .resume : .fresh)
+    }
+
+    /// Starts or continues a run in `setup.runFolder`, holding the folder's lock for its life.
+    public init(_ setup: TrainingSetup, start: RunStart) throws {
         self.setup = setup
-        try FileManager.default.createDirectory(atPath: setup.runFolder, withIntermediateDirectories: true)
-        if resume, FileManager.default.fileExists(atPath: "\(setup.runFolder)/last/\(Checkpoint.stateFile)") {
+        // An interrupted save is finished or rolled back before anything looks for a checkpoint.
+        for name in ["last", "best"] { try CheckpointDirectory.recover("\(setup.runFolder)/\(name)") }
+        folder = try RunFolder(setup.runFolder, start: start)
+        var messages: [String] = []
+        if start == .resume || start == .resumeIfPossible, folder.hasCheckpoint {
+            if let saved = FileManager.default.contents(atPath: "\(setup.runFolder)/recipe.json"), let current = setup.recipeJSON {
+                messages += try Self.checkResumable(saved: saved, current: current, folder: setup.runFolder)
+            }
             state = try Checkpoint.load(from: "\(setup.runFolder)/last", into: setup.model, trainingHeads: setup.objective.trainingHeads,
                                         optimizer: setup.optimizer)
             try state.restoreRandomState()
             metrics = try MetricsLog(path: "\(setup.runFolder)/metrics.jsonl", resumeAt: state.globalStep)
             records = try MetricsLog.read("\(setup.runFolder)/metrics.jsonl")
         } else {
+            if start == .resumeIfPossible { messages.append("\"resume\": \"latest\": \(setup.runFolder) has no checkpoint yet, so this run starts afresh") }
             state = TrainerState(globalStep: 0, earlyStopping: setup.earlyStopping, plateau: setup.plateau?.rule)
             metrics = try MetricsLog(path: "\(setup.runFolder)/metrics.jsonl")
         }
-        if let recipe = setup.recipeJSON { try AtomicFile.write(recipe, to: "\(setup.runFolder)/recipe.json") }
+        if let recipe = setup.recipeJSON { try folder.writeRecipe(recipe, resumedAt: state.globalStep > 0 ? state.globalStep : nil) }
         progress = ProgressReporter(totalSteps: setup.totalSteps, logEvery: setup.logEverySteps, startStep: state.globalStep)
+        for message in messages { progress.message(message) }
+    }
+
+    /// Refuses a resume whose recipe changes the training itself (listing every change); returns
+    /// warnings for the changes that keep it (evaluation, logging, length).
+    static func checkResumable(saved: Data, current: Data, folder: String) throws -> [String] {
+        let (breaking, harmless) = Recipe.resumeDifferences(saved: saved, current: current)
+        guard breaking.isEmpty else {
+            throw TrainingError(message: "--resume: the recipe changed since \(folder) started, in ways that would not continue the same run:\n  "
+                                + breaking.joined(separator: "\n  ")
+                                + "\nundo these changes to continue it, or start a new run (another name, or --overwrite)")
+        }
+        var warnings = harmless.map { "resuming with a changed setting: \($0)" }
+        if harmless.contains(where: { $0.hasPrefix("max_steps:") || $0.hasPrefix("epochs:") }) {
+            warnings.append("the run's length changed, so schedules that depend on it (cosine, linear, const_cooldown) give other rates from here on than the original plan")
+        }
+        return warnings
     }
 
     /// Trains to `totalSteps`, an early stop or an interrupt (which saves `last/` first).
@@ -50,33 +82,50 @@ public final class Trainer {
         var window = (samples: 0, dataTime: 0.0, started: Date())
         if state.globalStep > 0 { progress.message("resumed at step \(state.globalStep) (epoch \(state.epoch), sample \(state.samplesSeenInEpoch))") }
 
+        var reportedFirstStep = false
         while stop == nil {
-            let epoch = setup.train.epoch(state.epoch, startingAt: state.samplesSeenInEpoch)
+            let epochStart = state.samplesSeenInEpoch
+            let epoch = setup.train.epoch(state.epoch, startingAt: epochStart)
+            var stepsThisEpoch = 0
             var micro: [Batch] = []
             while stop == nil {
                 let fetchStarted = Date()
-                guard let batch = try epoch.next() else { break }
+                let fetched: Batch?
+                do {
+                    fetched = try epoch.next { interrupted.load(ordering: .relaxed) }
+                } catch is LoadingInterrupted {
+                    return try finishInterrupted(lastEval)
+                }
+                guard let batch = fetched else { break }
                 window.dataTime += Date().timeIntervalSince(fetchStarted)
                 micro.append(batch)
+                // Ctrl-C between micro-batches stops before the step (last/ is the previous step's).
+                if interrupted.load(ordering: .relaxed) { return try finishInterrupted(lastEval) }
                 guard micro.count == setup.accumulationSteps else { continue }
                 defer { micro.removeAll() }
 
                 let step = state.globalStep
                 let plateauScale = state.plateau?.scale ?? 1
                 setup.optimizer.setLearningRates { self.setup.schedule.learningRate(at: step, base: $0) * plateauScale }
+                let stepStarted = Date()
                 let terms = trainStep(micro)
                 let total = terms["loss"]!
                 if !total.isFinite {
                     nonFinite += 1
                     setup.optimizer.zeroGrad()
-                    progress.message("warning: non-finite loss at step \(step) (\(nonFinite) in a row); step skipped")
+                    let cause = setup.objective.explainNonFinite(micro)
+                    progress.message("warning: non-finite loss at step \(step) (\(nonFinite) in a row); step skipped" + (cause.map { ": \($0)" } ?? ""))
                     if nonFinite >= setup.maxNonFiniteSteps {
-                        try saveLast()
-                        throw TrainingError(message: "\(nonFinite) non-finite losses in a row at step \(step): lower optimizer.lr, enable optimizer.grad_clip, or use precision fp32; the last good state is in \(lastFolder)")
+                        throw try stopOnNonFinite(count: nonFinite, step: step, cause: cause)
                     }
                     continue
                 }
                 nonFinite = 0
+                stepsThisEpoch += 1
+                if !reportedFirstStep {   // as soon as it is known, so a slow run says so early
+                    reportedFirstStep = true
+                    progress.message(String(format: "first step took %.2f s", Date().timeIntervalSince(stepStarted)))
+                }
                 state.globalStep += 1
                 state.samplesSeenInEpoch = batch.position
                 window.samples += micro.reduce(0) { $0 + $1.count }
@@ -95,40 +144,77 @@ public final class Trainer {
                     window = (0, 0, Date())
                 }
                 if let every = setup.evalEverySteps, state.globalStep % every == 0 {
-                    lastEval = try evaluate()
+                    lastEval = try evaluateSavingOnFailure()
                     if try record(lastEval) { stop = .stoppedEarly }
                 }
                 if let every = setup.checkpointEverySteps, state.globalStep % every == 0 { try saveLast() }
                 if stop == nil, state.globalStep >= setup.totalSteps { stop = .completed }
                 setup.onStep?(state.globalStep)
-                if interrupted.load(ordering: .relaxed) {
-                    try saveLast()
-                    try writeCurves()
-                    progress.finish()
-                    return TrainingResult(outcome: .interrupted(step: state.globalStep), metrics: lastEval)
-                }
+                if interrupted.load(ordering: .relaxed) { return try finishInterrupted(lastEval) }
             }
             if stop == nil {
                 if epoch.skippedCount > 0 { progress.message("epoch \(state.epoch): \(counted(epoch.skippedCount, "bad sample")) skipped") }
-                if state.globalStep == 0 && epoch.skippedCount > 0 {
-                    throw TrainingError(message: "the training data has no usable samples (\(epoch.skippedCount) skipped; see the warnings above)")
+                // An epoch that began at its first sample and made no step would repeat forever.
+                if epochStart == 0 && stepsThisEpoch == 0 {
+                    throw TrainingError(message: "epoch \(state.epoch) made no step: \(epoch.skippedCount == 0 ? "the training data yielded no full batch" : "\(counted(epoch.skippedCount, "sample")) were skipped as unreadable (see the warnings above)") — fewer than batch_size × accumulation_steps usable samples; check data.train")
                 }
                 state.epoch += 1
                 state.samplesSeenInEpoch = 0
                 if setup.evalEveryEpoch {
-                    lastEval = try evaluate()
+                    lastEval = try evaluateSavingOnFailure()
                     if try record(lastEval) { stop = .stoppedEarly }
                 }
+                // Skipped samples make epochs shorter than planned: `epochs` still ends the run.
+                if stop == nil, let epochs = setup.epochs, state.epoch >= epochs { stop = .completed }
             }
         }
         if lastEval.isEmpty || (setup.evalEverySteps.map { state.globalStep % $0 != 0 } ?? !setup.evalEveryEpoch) {
-            lastEval = try evaluate()
+            lastEval = try evaluateSavingOnFailure()
             _ = try record(lastEval)
         }
         if setup.keepLast { try saveLast() }
         try writeCurves()
         progress.finish()
         return TrainingResult(outcome: stop ?? .completed, metrics: lastEval)
+    }
+
+    /// Ctrl-C: saves `last/` (the last completed step) and ends the run.
+    private func finishInterrupted(_ lastEval: [String: Double]) throws -> TrainingResult {
+        try saveLast()
+        try writeCurves()
+        progress.finish()
+        return TrainingResult(outcome: .interrupted(step: state.globalStep), metrics: lastEval)
+    }
+
+    /// Too many non-finite losses in a row: saves `last/` only if the weights are still finite
+    /// (they are those of the last good step then), and says where the last good state is.
+    private func stopOnNonFinite(count: Int, step: Int, cause: String?) throws -> TrainingError {
+        let finite = setup.model.parameters().allSatisfy(allFinite)
+        var saved: String
+        if finite {
+            try saveLast()
+            saved = "the last good state (step \(state.globalStep)) is in \(lastFolder)"
+        } else if let step = try? Checkpoint.readState(lastFolder).globalStep {
+            saved = "the weights are no longer finite, so last/ was not overwritten: its step \(step) is the last good state"
+        } else {
+            saved = "the weights are no longer finite and no earlier checkpoint exists"
+        }
+        let advice = cause ?? "lower optimizer.lr, enable optimizer.grad_clip, or use precision fp32"
+        return TrainingError(message: "\(count) non-finite losses in a row at step \(step): \(advice); \(saved)")
+    }
+
+    /// An evaluation that fails (bad validation data, say) saves `last/` first, so the training
+    /// done so far is kept.
+    private func evaluateSavingOnFailure() throws -> [String: Double] {
+        do {
+            return try evaluate()
+        } catch {
+            if setup.keepLast || state.globalStep > 0 {
+                try? saveLast()
+                progress.message("evaluation failed at step \(state.globalStep); saved \(lastFolder) first")
+            }
+            throw error
+        }
     }
 
     private var epochProgress: Double {

@@ -17,6 +17,9 @@ public struct TrainingSetup {
     public var accumulationSteps = 1
     public var totalSteps: Int
     public var stepsPerEpoch: Int?
+    /// Ends the run after this many epochs even when skipped samples made them shorter than
+    /// `stepsPerEpoch` planned.
+    public var epochs: Int?
     public var evalEverySteps: Int?
     public var evalEveryEpoch = true
     /// Which evaluation metric `best/` keeps the best value of; nil: no `best/`.

@@ -25,7 +25,7 @@ struct Distill: ParsableCommand {
                      100 * Double(setup.model.parameterCount) / Double(teacher.parameterCount), Double(setup.model.trainableParameterCount) / 1e6))
         if plan.teacherValidation != nil, !teacher.isTextOnly { print("evaluating the teacher…") }
         let teacherMetrics = try DistillationReport.teacherMetrics(plan)
-        let trainer = try Trainer(setup, resume: options.resumes(recipe))
+        let trainer = try Trainer(setup, start: options.start(recipe))
         try finish(try trainer.run(), trainer: trainer)
 
         let report = try DistillationReport.measure(plan, trainer: trainer, teacherMetrics: teacherMetrics)

@@ -21,13 +21,14 @@ struct Train: ParsableCommand {
         let (recipe, resolved) = try options.load(defaultRecipe: "Recipes/clip-finetune.json")
         let setup = try RunBuilder.contrastive(recipe, resolved: resolved)
         printToStandardError(RunSummary.lines(recipe, setup))
-        let trainer = try Trainer(setup, resume: options.resumes(recipe))
+        let trainer = try Trainer(setup, start: options.start(recipe))
         print("run \(recipe.name): \(counted(setup.totalSteps, "step")) (\(setup.stepsPerEpoch ?? 0) per epoch) → \(setup.runFolder)")
         print(String(format: "model: %.2fM parameters, %.2fM trainable", Double(setup.model.parameterCount) / 1e6, Double(setup.model.trainableParameterCount) / 1e6))
         let result = try trainer.run()
         try finish(result, trainer: trainer)
         for line in summaryLines(result.metrics, of: setup.objective) { print(line) }
         if let best = trainer.state.bestStep { print("best checkpoint: \(trainer.bestFolder) (step \(best))") }
-        print("last checkpoint: \(trainer.lastFolder); curves: \(setup.runFolder)/curves.svg")
+        if setup.keepLast { print("last checkpoint: \(trainer.lastFolder)") }
+        print("curves: \(setup.runFolder)/curves.svg")
     }
 }

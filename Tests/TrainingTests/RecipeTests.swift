@@ -288,7 +288,7 @@ struct RecipeTests {
             (#""data": {"train": {"shards": "t"}, "augmentation": {"color_jitter": {"probability": 1, "hue": 0.6}}}"#, "data.augmentation.color_jitter.hue", "must be in [0, 0.5], found 0.6"),
             (#""precision": "fp16""#, "precision", #"expected one of "fp32", "bf16", found "fp16""#),
             (#""resume": "best""#, "resume", #"expected one of "latest", found "best""#),
-            (#""name": "a/b""#, "name", #"must be a non-empty name without '/', found "a/b""#),
+            (#""name": "a/b""#, "name", #"must be one folder name (not empty, "." or "..", no '/', not starting with '.'), found "a/b""#),
             (#""schedule": {"type": "cosin"}"#, "schedule.type", #"expected one of "cosine", "constant", "const_cooldown", "step", "linear", "plateau", found "cosin"; did you mean "cosine"?"#),
             (#""model": {"lock_text": {"unlocked_layers": -2}}"#, "model.lock_text.unlocked_layers", "must be ≥ -1, found -2"),
         ]

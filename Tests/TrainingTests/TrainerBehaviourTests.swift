@@ -19,6 +19,9 @@ final class HookedObjective: TrainingObjective {
     var nanAfterBackwardAt: Set<Int> = []
     /// Values reported as `metric` by successive evaluations (the real metrics are kept too).
     var scripted: (metric: String, values: [Double])?
+    /// The evaluation (0-based) that throws `Failure` instead of reporting.
+    var failEvaluationAt: Int?
+    struct Failure: Error {}
     private(set) var calls = 0
     private(set) var evaluations = 0
 
@@ -51,6 +54,7 @@ final class HookedObjective: TrainingObjective {
 
     func evaluate(_ loader: DataLoader) throws -> [String: Double] {
         defer { evaluations += 1 }
+        if evaluations == failEvaluationAt { throw Failure() }
         var values = try inner.evaluate(loader)
         if let scripted { values[scripted.metric] = scripted.values[Swift.min(evaluations, scripted.values.count - 1)] }
         return values

@@ -128,7 +128,9 @@ struct TrainerTests {
         let error = #expect(throws: TrainingError.self) { try Trainer(setup, resume: false).run() }
         #expect(error?.message.contains("2 non-finite losses in a row") == true)
         #expect(error?.message.contains("lower optimizer.lr") == true)
-        #expect(FileManager.default.fileExists(atPath: "\(runs)/nan/last/model.safetensors"))
+        // Diverged (non-finite) weights are never saved as "the last good state".
+        #expect(error?.message.contains("the weights are no longer finite and no earlier checkpoint exists") == true, "\(error!)")
+        #expect(!FileManager.default.fileExists(atPath: "\(runs)/nan/last/model.safetensors"))
     }
 
     @Test func lockingFreezesAllButTheLastLayers() throws {

@@ -100,6 +100,11 @@ public final class DataLoader: @unchecked Sendable {
     }
 }
 
+/// Thrown by `EpochIterator.next(stopWhen:)` when asked to stop while waiting for data.
+public struct LoadingInterrupted: Error, CustomStringConvertible {
+    public var description: String { "interrupted while waiting for data" }
+}
+
 /// The batches of one epoch. Stops its threads when finished or released.
 public final class EpochIterator {
     public let epoch: Int
@@ -132,8 +137,9 @@ public final class EpochIterator {
     deinit { pipe.cancel() }
 
     /// The next batch; nil at the end of the epoch. Throws the first bad sample under `fail`,
-    /// or a damaged manifest/shard.
-    public func next() throws -> Batch? {
+    /// or a damaged manifest/shard. While it waits for samples it asks `stopWhen` a few times a
+    /// second, and throws `LoadingInterrupted` when it says yes (Ctrl-C during a slow read).
+    public func next(stopWhen: (() -> Bool)? = nil) throws -> Batch? {
         guard !finished else { return nil }
         let options = loader.options
         var pixels = [Float](), teacherViewPixels = [Float]()
@@ -141,9 +147,13 @@ public final class EpochIterator {
         var captions: [String] = [], labels: [String?] = [], origins: [String] = []
         while captions.count < options.batchSize {
             let started = Date()
-            let item = pipe.take(position)
+            let taken = pipe.take(position, stopWhen: stopWhen)
             waitSeconds += Date().timeIntervalSince(started)
-            guard let item else { finished = true; break }
+            guard case .item(let item) = taken else {
+                if case .stopped = taken { throw LoadingInterrupted() }
+                finished = true
+                break
+            }
             position += 1
             switch item {
             case .success(let sample):
@@ -254,17 +264,31 @@ final class SamplePipe: @unchecked Sendable {
         condition.broadcast()
     }
 
-    /// Consumer: the result for `sequence`, in order; nil after the last one.
-    func take(_ sequence: Int) -> Result<ProcessedSample, LoadFailure>? {
+    enum Taken {
+        case item(Result<ProcessedSample, LoadFailure>)
+        /// After the last sample (or cancelled).
+        case end
+        /// `stopWhen` said to stop while waiting.
+        case stopped
+    }
+
+    /// Consumer: the result for `sequence`, in order. Waits in slices of 0.1 s when there is a
+    /// `stopWhen` to ask.
+    func take(_ sequence: Int, stopWhen: (() -> Bool)? = nil) -> Taken {
         condition.lock(); defer { condition.unlock() }
         while results[sequence] == nil && !cancelled {
-            if let total = producedTotal, sequence >= total { return nil }
-            condition.wait()
+            if let total = producedTotal, sequence >= total { return .end }
+            if let stopWhen {
+                if stopWhen() { return .stopped }
+                _ = condition.wait(until: Date(timeIntervalSinceNow: 0.1))
+            } else {
+                condition.wait()
+            }
         }
-        guard let result = results.removeValue(forKey: sequence) else { return nil }
+        guard let result = results.removeValue(forKey: sequence) else { return .end }
         consumed = sequence + 1
         condition.broadcast()
-        return result
+        return .item(result)
     }
 
     func cancel() {

@@ -124,7 +124,9 @@ public enum RunBuilder {
             }
         }
         let stepsPerEpoch = count / perStep
-        let totalSteps = [recipe.maxSteps, recipe.epochs.map { $0 * stepsPerEpoch }].compactMap { $0 }.min() ?? stepsPerEpoch
+        // epochs ≤ 1e6 (the decoder's bound), so the product fits; guarded all the same.
+        let epochSteps = recipe.epochs.map { $0.multipliedReportingOverflow(by: stepsPerEpoch) }.map { $0.overflow ? Int.max : $0.partialValue }
+        let totalSteps = [recipe.maxSteps, epochSteps].compactMap { $0 }.min() ?? stepsPerEpoch
         return DataPlan(train: train, validation: validation, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
     }
 
@@ -149,6 +151,7 @@ public enum RunBuilder {
         var setup = TrainingSetup(runFolder: "\(recipe.checkpoint.directory)/\(recipe.name)", objective: objective, train: data.train,
                                   validation: data.validation, optimizer: optimizer, schedule: schedule, totalSteps: data.totalSteps)
         setup.stepsPerEpoch = data.stepsPerEpoch
+        setup.epochs = recipe.epochs
         setup.gradientClip = settings.gradClip
         setup.accumulationSteps = settings.accumulationSteps
         setup.evalEverySteps = recipe.eval.everySteps

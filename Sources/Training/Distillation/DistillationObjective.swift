@@ -93,6 +93,17 @@ public final class DistillationObjective: TrainingObjective {
 
     public func afterOptimizerStep() { student.afterOptimizerStep() }
 
+    public func explainNonFinite(_ micro: [Batch]) -> String? {
+        if let inputs = nonFiniteInputs(micro) { return inputs }
+        for batch in micro {
+            let target = teacherEmbeddings(batch)
+            if !allFinite(target.image) || !allFinite(target.text) {
+                return "the teacher's embeddings are not finite for this batch (samples \(batch.origins.prefix(3).joined(separator: ", "))…); check the teacher checkpoint \(teacher.path), not the learning rate"
+            }
+        }
+        return nil
+    }
+
     public func logValues() -> [String: Double] {
         var values = student.logValues()
         if let rate = cache?.hitRate { values["teacher_cache_hit_rate"] = rate }

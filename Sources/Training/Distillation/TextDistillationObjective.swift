@@ -106,6 +106,13 @@ public final class TextDistillationObjective: TrainingObjective {
 
     public func saveRunState(in runFolder: String) throws { try cache?.save(to: "\(runFolder)/\(TeacherCache.file)") }
 
+    public func explainNonFinite(_ micro: [Batch]) -> String? {
+        for batch in micro where !allFinite(teacherEmbeddings(batch.captions)) {
+            return "the teacher's embeddings are not finite for this batch (sentences \(batch.origins.prefix(3).joined(separator: ", "))…); check the teacher checkpoint \(teacher.path), not the learning rate"
+        }
+        return nil
+    }
+
     public func logValues() -> [String: Double] { cache?.hitRate.map { ["teacher_cache_hit_rate": $0] } ?? [:] }
 
     public var embedders: [String: (Batch) -> Tensor] {

@@ -34,6 +34,10 @@ public protocol TrainingObjective: AnyObject {
     /// The model's embedding functions by what they embed ("images", "texts"), for throughput
     /// reports: a batch in, its embeddings out.
     var embedders: [String: (Batch) -> Tensor] { get }
+    /// Why these micro-batches gave a non-finite loss when the cause is not the training itself
+    /// (a broken teacher, non-finite inputs); nil when it is (then the learning rate is the
+    /// usual suspect).
+    func explainNonFinite(_ micro: [Batch]) -> String?
 }
 
 extension TrainingObjective {
@@ -41,6 +45,8 @@ extension TrainingObjective {
     public func afterOptimizerStep() {}
     public func logValues() -> [String: Double] { [:] }
     public func saveRunState(in runFolder: String) throws {}
+
+    public func explainNonFinite(_ micro: [Batch]) -> String? { nonFiniteInputs(micro) }
 
     /// The objective's main metric (the first it declares).
     public var mainMetric: MetricDefinition? { metrics.first }
@@ -55,6 +61,19 @@ extension TrainingObjective {
         message += names.isEmpty ? " (it has no validation metrics)" : " (it reports \(names.joined(separator: ", ")))"
         throw RecipeError(path: key, message: message)
     }
+}
+
+/// Whether every element is finite (NaN − NaN and ∞ − ∞ are NaN, which is not 0).
+func allFinite(_ tensor: Tensor) -> Bool {
+    withNoGrad { (tensor - tensor).eq(0.0).all().item(Bool.self) }
+}
+
+/// The first micro-batch whose pixels are not all finite (broken decoding or data), said plainly.
+func nonFiniteInputs(_ micro: [Batch]) -> String? {
+    for batch in micro where batch.pixels.count > 0 && !allFinite(batch.pixels) {
+        return "the batch's images hold non-finite values (samples \(batch.origins.prefix(3).joined(separator: ", "))…); the data, not the learning rate, is the cause"
+    }
+    return nil
 }
 
 /// A metric an objective reports: its name (open_clip's names), the direction it improves in,

@@ -17,7 +17,7 @@ protocol RecipeCoding {
 
 extension Recipe: RecipeCoding {
     mutating func code(_ coder: inout RecipeCoder) {
-        coder.field("name", &name, RecipeRule(requirement: "must be a non-empty name without '/'") { !$0.isEmpty && !$0.contains("/") },
+        coder.field("name", &name, RecipeRule(requirement: "must be one folder name (not empty, \".\" or \"..\", no '/', not starting with '.')") { Recipe.isFolderName($0) },
                     help: "Run name: the run folder is `checkpoint.directory/name`. Default: the recipe file's base name.")
         coder.field("seed", &seed, .atLeast(0), help: "Seed of initialisation, shuffling and every augmentation draw.")
         coder.section("model", &model, help: "What to train: a whole dual-encoder checkpoint, or a vision and a text tower.")
@@ -46,6 +46,22 @@ extension Recipe: RecipeCoding {
     private func checkAcrossSections(_ coder: inout RecipeCoder) {
         if epochs == nil, maxSteps == nil, !coder.hasProblem(at: "epochs"), !coder.hasProblem(at: "max_steps") {
             coder.report("epochs", "neither epochs nor max_steps is set; set at least one")
+        }
+        // Sizes that multiply: refuse what overflows (or is absurd) before anything is built.
+        let (perStep, overflow) = data.batchSize.multipliedReportingOverflow(by: optimizer.accumulationSteps)
+        if overflow || perStep > Self.maximumSamplesPerStep {
+            coder.report("data.batch_size", "batch_size × optimizer.accumulation_steps (\(data.batchSize) × \(optimizer.accumulationSteps)) must be at most \(Self.maximumSamplesPerStep) samples per step")
+        }
+        if let epochs, epochs > Self.maximumEpochs {
+            coder.report("epochs", "must be at most \(Self.maximumEpochs), found \(epochs)")
+        }
+        // A run must keep something: last/, or best/ (which needs evaluations).
+        if !checkpoint.keepLast, !checkpoint.keepBest || data.val == nil {
+            coder.report("checkpoint.keep_last", "is false and no best/ will be kept (\(checkpoint.keepBest ? "no data.val to evaluate on" : "checkpoint.keep_best is false")): the run would save no weights; keep last/, or keep best/ with validation data")
+        }
+        // A ViT built here takes images of its own size only (its position embeddings fix it).
+        if model.checkpoint == nil, model.vision.checkpoint == nil, let size = data.imageSize, size != model.vision.config.imageSize {
+            coder.report("data.image_size", "must equal model.vision.image_size (\(model.vision.config.imageSize)), the size the image tower is built for, found \(size); leave data.image_size null to use the tower's")
         }
         if model.logitScaleInit > loss.logitScaleMax {
             coder.report("model.logit_scale_init", "must be ≤ loss.logit_scale_max (\(formatNumber(loss.logitScaleMax))), found \(formatNumber(model.logitScaleInit))")
@@ -82,6 +98,20 @@ extension Recipe: RecipeCoding {
                 coder.report("data.cache_teacher", "needs unaugmented captions (an augmented caption differs each epoch): remove data.text_augmentation, or set data.cache_teacher to false")
             }
         }
+    }
+}
+
+extension Recipe {
+    /// The most samples one step may take (batch × accumulation): far above any real run, and
+    /// far below what overflows the loader's arithmetic.
+    static let maximumSamplesPerStep = 1 << 24
+    /// The most epochs a recipe may ask for (times steps per epoch, it must still fit an Int).
+    static let maximumEpochs = 1_000_000
+
+    /// One folder name: not empty, "." or "..", without "/" or NUL, not hidden (a leading "."
+    /// is how run folders keep their staging copies).
+    static func isFolderName(_ name: String) -> Bool {
+        !name.isEmpty && !name.hasPrefix(".") && !name.contains("/") && !name.contains("\0") && name.trimmingCharacters(in: .whitespaces) == name
     }
 }
 
@@ -143,7 +173,7 @@ extension Recipe.TextTower: RecipeCoding {
         coder.field("num_hidden_layers", &sizes.numHiddenLayers, .atLeast(1), help: "Transformer layers.")
         coder.field("num_attention_heads", &sizes.numAttentionHeads, .atLeast(1), help: "Attention heads (divide `hidden_size`).")
         coder.field("intermediate_size", &sizes.intermediateSize, .atLeast(1), help: "Width of each layer's MLP.")
-        coder.field("max_position_embeddings", &sizes.maxPositionEmbeddings, .atLeast(1), help: "Longest token sequence (captions are truncated to it).")
+        coder.field("max_position_embeddings", &sizes.maxPositionEmbeddings, .within(2...8192), help: "Longest token sequence, start and end tokens included (captions are truncated to it).")
         coder.field("hidden_act", &sizes.hiddenAct, help: "The MLP's activation (Hugging Face `hidden_act` names).")
         coder.field("type", &type, help: "Which transformer to build when no checkpoint is given: CLIP's causal text transformer, or a BERT encoder.")
         coder.pathField("tokenizer", &tokenizer, help: "A tokenizer folder (vocab.json + merges.txt, or vocab.txt) or open_clip's bpe_simple_vocab_16e6.txt.gz; null: the checkpoint's, or open_clip's merges for a CLIP tower.")

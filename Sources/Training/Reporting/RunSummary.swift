@@ -20,6 +20,11 @@ public enum RunSummary {
         if let heads = setup.objective.trainingHeads { sizes += "; training heads \(millions(heads.parameterCount))" }
         lines.append(sizes)
         let batch = recipe.data.batchSize, accumulation = recipe.optimizer.accumulationSteps
+        if let cost = StepCost.estimate(setup.model, samplesPerStep: batch * accumulation) {
+            let (line, warnings) = cost.describe(gigaflops: StepCost.measuredGigaflops(), availableBytes: StepCost.availableMemory())
+            lines.append(line)
+            lines += warnings
+        }
         lines.append("global batch: \(batch * accumulation) samples per step (batch_size \(batch) × accumulation_steps \(accumulation)); "
                      + "optimizer \(recipe.optimizer.type.rawValue) lr \(recipe.optimizer.lr), schedule \(recipe.schedule.kind.name.rawValue), warmup \(counted(recipe.schedule.warmupSteps, "step"))")
         lines.append("image augmentation: " + imageAugmentation(recipe.data.augmentation))
