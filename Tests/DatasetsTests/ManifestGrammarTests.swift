@@ -187,6 +187,11 @@ struct ManifestGrammarTests {
         #expect(array?.reason.contains("an array") == true && array?.reason.contains("not JSON Lines") == true)
         let pretty = caught(DataFileError.self) { _ = try ManifestSource(path: try file("p.json", "{\n \"image_path\": \"a\",\n \"caption\": \"x\"\n}\n")) }
         #expect(pretty?.reason.contains("spread over several lines") == true)
+        // A first line that is an array (or broken) in a file of lines is a bad row, not a document.
+        let lines = try ManifestSource(path: try file("l.jsonl", "[\"a\", \"b\"]\n{\"image_path\": \"a\", \"caption\": \"x\"}\n"))
+        #expect(lines.count == 2 && (try? lines.record(1).captions) == ["x"])
+        let broken = try ManifestSource(path: try file("b.jsonl", "[\"a\", \n{\"image_path\": \"a\", \"caption\": \"x\"}\n"))
+        #expect(broken.count == 2 && (try? broken.record(1).captions) == ["x"])
     }
 
     /// The committed fixture (`Scripts/fixtures/csv_fixtures.py`): every row, its line and its

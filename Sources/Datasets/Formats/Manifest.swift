@@ -150,10 +150,13 @@ public final class ManifestSource: @unchecked Sendable {
             throw DataFileError(file: path, reason: "has no rows (only blank lines); JSON Lines manifests hold one JSON object per line")
         }
         // A pretty-printed JSON document is not JSON Lines: say so once rather than once a line.
-        if (try? jsonObject(row: 0)) == nil {
-            let whole = Data(UnsafeRawBufferPointer(rebasing: raw[first...]))
-            if raw[first] == UInt8(ascii: "[") || (try? JSONSerialization.jsonObject(with: whole)) != nil {
-                throw DataFileError(file: path, reason: "is one JSON document (\(raw[first] == UInt8(ascii: "[") ? "an array" : "spread over several lines")), not JSON Lines: a manifest holds one JSON object per line (jq -c '.[]' turns an array into JSON Lines)")
+        // (Only when the first line is no JSON value at all; whether the whole file is one
+        // document is tried on files up to 64 MiB, larger ones starting with '[' are presumed.)
+        let firstLine = Data(UnsafeRawBufferPointer(rebasing: raw[first..<Self.lineEnd(raw, from: first)]))
+        if (try? JSONSerialization.jsonObject(with: firstLine, options: [.fragmentsAllowed])) == nil {
+            let isArray = raw[first] == UInt8(ascii: "["), small = raw.count - first <= 64 << 20
+            if (small && (try? JSONSerialization.jsonObject(with: Data(UnsafeRawBufferPointer(rebasing: raw[first...])))) != nil) || (!small && isArray) {
+                throw DataFileError(file: path, reason: "is one JSON document (\(isArray ? "an array" : "spread over several lines")), not JSON Lines: a manifest holds one JSON object per line (jq -c '.[]' turns an array into JSON Lines)")
             }
         }
     }
