@@ -49,7 +49,7 @@ struct SourceTests {
         #expect(try WebDataset.shards("train-{0000..0002}.tar.zst", relativeTo: folder).count == 3)
         #expect(try WebDataset.shards("train-{0001,0002}.tar.zst", relativeTo: folder).count == 2)
         #expect(try WebDataset.shards("\(folder)/train-*.tar.zst").count == 3)
-        #expect(WebDataset.expandBraces("a-{08..11}.tar") == ["a-08.tar", "a-09.tar", "a-10.tar", "a-11.tar"])
+        #expect(try WebDataset.expandBraces("a-{08..11}.tar") == ["a-08.tar", "a-09.tar", "a-10.tar", "a-11.tar"])
         let missing = #expect(throws: DataFileError.self) { try WebDataset.shards("train-{0000..0005}.tar.zst", relativeTo: folder) }
         #expect(missing?.file.hasSuffix("train-0003.tar.zst") == true)
         #expect(throws: DataFileError.self) { try WebDataset.shards("nothing-*.tar", relativeTo: folder) }

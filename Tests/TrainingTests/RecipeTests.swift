@@ -562,12 +562,15 @@ struct RecipeTests {
             == ["data.train.shards"])
     }
 
-    @Test func braceExpansion() {
+    @Test func braceExpansion() throws {
         // The recipe checks and the loader share WebDataset's expansion.
-        #expect(WebDataset.expandBraces("t-{0000..0003}.tar") == ["t-0000.tar", "t-0001.tar", "t-0002.tar", "t-0003.tar"])
-        #expect(WebDataset.expandBraces("{a,b}/{8..10}") == ["a/8", "a/9", "a/10", "b/8", "b/9", "b/10"])
-        #expect(WebDataset.expandBraces("{08..10}") == ["08", "09", "10"])
-        #expect(WebDataset.expandBraces("plain.tar") == ["plain.tar"])
-        #expect(WebDataset.expandBraces("open{only") == ["open{only"])
+        #expect(try WebDataset.expandBraces("t-{0000..0003}.tar") == ["t-0000.tar", "t-0001.tar", "t-0002.tar", "t-0003.tar"])
+        #expect(try WebDataset.expandBraces("{a,b}/{8..10}") == ["a/8", "a/9", "a/10", "b/8", "b/9", "b/10"])
+        #expect(try WebDataset.expandBraces("{08..10}") == ["08", "09", "10"])
+        #expect(try WebDataset.expandBraces("plain.tar") == ["plain.tar"])
+        #expect(try WebDataset.expandBraces("open{only") == ["open{only"])
+        // A pattern naming too many shards is a recipe problem, found without expanding it.
+        let huge = Recipe(name: "g", train: .shards("t-{0..999}{0..9999}.tar"), epochs: 1).problemsWithPaths(relativeTo: "/data", fileExists: { _ in true })
+        #expect(huge.map(\.path) == ["data.train.shards"] && huge.first?.message.contains("expands to 10,000,000 names") == true, "\(huge)")
     }
 }

@@ -10,7 +10,7 @@ public enum ShardPacker {
     /// A row left out, with its manifest file and line (as the loader names rows).
     public struct Rejection: Sendable, Equatable, CustomStringConvertible {
         public enum Kind: Sendable, Equatable {
-            /// The image file is missing or unreadable.
+            /// The image file is missing or unreadable (or a folder, or larger than an image may be).
             case missingImage
             /// The file is there but is no decodable JPEG, PNG or WebP.
             case undecodableImage
@@ -54,10 +54,10 @@ public enum ShardPacker {
                     do { record = try source.record(row) } catch let issue as SampleIssue { throw Rejection(kind: .badRow, issue: issue) }
                     let origin = record.origin
                     guard case .file(let path) = record.image else { continue }
-                    guard let data = FileManager.default.contents(atPath: path) else {
-                        throw Rejection(kind: .missingImage, issue: SampleIssue(origin: origin, reason: "image file \(path) is missing or unreadable"))
+                    let bytes: [UInt8]
+                    do { bytes = try readImageFile(path) } catch {
+                        throw Rejection(kind: .missingImage, issue: SampleIssue(origin: origin, reason: error.description))
                     }
-                    let bytes = [UInt8](data)
                     do {
                         let format = try bytes.withUnsafeBytes { try decoder.check($0).format }
                         member = (format.fileExtension, bytes)

@@ -1,12 +1,15 @@
 import Foundation
 
 extension DatasetSource {
-    /// The manifest suffixes; anything else is a shard pattern.
+    /// The manifest suffixes (in any case: `.CSV` is a CSV); anything else is a shard pattern.
     public static let manifestSuffixes = [".csv", ".tsv", ".jsonl", ".json"]
 
-    /// Whether a path as people give it on a command line names a manifest (by its suffix)
-    /// rather than a shard pattern.
-    public static func isManifest(_ path: String) -> Bool { manifestSuffixes.contains(where: path.hasSuffix) }
+    /// Whether a path as people give it on a command line names a manifest (by its suffix, in
+    /// any case) rather than a shard pattern.
+    public static func isManifest(_ path: String) -> Bool {
+        let lower = path.lowercased()
+        return manifestSuffixes.contains(where: lower.hasSuffix)
+    }
 
     /// A source from a path as people give it on a command line: a CSV/TSV/JSON(L) manifest by
     /// its suffix, else a WebDataset shard pattern (`train-{0000..0009}.tar.zst`). The columns

@@ -4,15 +4,19 @@ import Foundation
 import Glibc
 #endif
 
-/// A problem with one input file (manifest, shard): names the file and what to do.
+/// A problem with one input file (manifest, shard): names the file (and the line, for a
+/// manifest) and what to do.
 public struct DataFileError: Error, CustomStringConvertible, Sendable {
     public let file: String
+    /// The line of a text file (a manifest) the problem is on, counted from 1.
+    public let line: Int?
     public let reason: String
-    public init(file: String, reason: String) {
+    public init(file: String, line: Int? = nil, reason: String) {
         self.file = file
+        self.line = line
         self.reason = reason
     }
-    public var description: String { "\(file): \(reason)" }
+    public var description: String { line.map { "\(file):\($0): \(reason)" } ?? "\(file): \(reason)" }
 }
 
 /// Sequential bytes from a file, plain or zstd-compressed, read in chunks: a shard is never
@@ -35,10 +39,67 @@ extension ByteStream {
     }
 }
 
-/// Opens a shard for reading: `.tar.zst`/`.zst` files are decompressed on the fly.
+/// Opens a shard for reading, telling the compression by content (not by name): zstd is
+/// decompressed on the fly, a plain tar is read as it is, and anything else (gzip, bzip2, xz,
+/// zip, an empty file) is refused with a message that says what the file is.
 public func openByteStream(_ path: String) throws -> ByteStream {
     let file = try FileStream(path: path)
-    return path.hasSuffix(".zst") ? ZstdDecompressingStream(file, path: path) : file
+    var head = [UInt8](repeating: 0, count: 8)
+    let n = try head.withUnsafeMutableBytes { try file.readFully(into: $0.baseAddress!, count: $0.count) }
+    head.removeLast(head.count - n)
+    let stream = PrefixedStream(prefix: head, rest: file)
+    switch StreamContent.of(head) {
+    case .zstd: return ZstdDecompressingStream(stream, path: path)
+    case .tar: return stream
+    case .empty:
+        throw DataFileError(file: path, reason: "is empty (0 bytes); a shard is a .tar or .tar.zst archive")
+    case .other(let kind, let hint):
+        throw DataFileError(file: path, reason: "is \(kind), not a .tar or .tar.zst shard (the formats read here)\(hint)")
+    }
+}
+
+/// What the first bytes of a shard file say it is.
+enum StreamContent: Equatable {
+    case zstd, tar, empty
+    /// Compressed or archived some other way: what it is and how to convert it.
+    case other(String, String)
+
+    static func of(_ head: [UInt8]) -> StreamContent {
+        func starts(_ magic: [UInt8]) -> Bool { head.count >= magic.count && head.prefix(magic.count).elementsEqual(magic) }
+        let recompress = "; recompress it: zstd -d, gunzip, bunzip2 or unxz to a .tar, then zstd (shard.tar → shard.tar.zst)"
+        if head.isEmpty { return .empty }
+        // A zstd frame, or a skippable frame (0x184D2A50 ... 0x184D2A5F, little-endian).
+        if starts([0x28, 0xB5, 0x2F, 0xFD]) || (head.count >= 4 && head[0] & 0xF0 == 0x50 && head[1...3].elementsEqual([0x2A, 0x4D, 0x18])) { return .zstd }
+        if starts([0x1F, 0x8B]) { return .other("gzip-compressed (a .tar.gz?)", recompress) }
+        if starts(Array("BZh".utf8)) { return .other("bzip2-compressed (a .tar.bz2?)", recompress) }
+        if starts([0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]) { return .other("xz-compressed (a .tar.xz?)", recompress) }
+        if starts([0x04, 0x22, 0x4D, 0x18]) { return .other("lz4-compressed", "; decompress it (lz4 -d) and compress the tar with zstd") }
+        if starts([0x50, 0x4B, 0x03, 0x04]) || starts([0x50, 0x4B, 0x05, 0x06]) { return .other("a zip archive", "; repack its files with tar (and zstd)") }
+        if starts([0x37, 0x7A, 0xBC, 0xAF, 0x27, 0x1C]) { return .other("a 7-Zip archive", "; repack its files with tar (and zstd)") }
+        return .tar
+    }
+}
+
+/// Bytes already read (to look at them), then the rest of a stream.
+final class PrefixedStream: ByteStream {
+    private var prefix: [UInt8]
+    private var offset = 0
+    private let rest: ByteStream
+
+    init(prefix: [UInt8], rest: ByteStream) {
+        self.prefix = prefix
+        self.rest = rest
+    }
+
+    func read(into buffer: UnsafeMutableRawPointer, count: Int) throws -> Int {
+        if offset < prefix.count {
+            let n = min(count, prefix.count - offset)
+            prefix.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress! + offset, byteCount: n) }
+            offset += n
+            return n
+        }
+        return try rest.read(into: buffer, count: count)
+    }
 }
 
 public final class FileStream: ByteStream {
@@ -48,7 +109,14 @@ public final class FileStream: ByteStream {
     public init(path: String) throws {
         fd = open(path, O_RDONLY)
         guard fd >= 0 else {
-            throw DataFileError(file: path, reason: "cannot open (\(String(cString: strerror(errno)))); check the path or shard pattern")
+            let reason = errno == ENOENT ? "does not exist; check the path or shard pattern"
+                : "cannot open (\(String(cString: strerror(errno)))); check the path or shard pattern"
+            throw DataFileError(file: path, reason: reason)
+        }
+        var info = stat()
+        if fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFDIR {
+            close(fd)
+            throw DataFileError(file: path, reason: "is a folder, not a shard file (.tar or .tar.zst); a pattern such as folder/*.tar.zst names the shards in it")
         }
         self.path = path
     }
@@ -107,12 +175,28 @@ public final class ZstdDecompressingStream: ByteStream {
                 return r
             }
             if ZSTD_isError(result) != 0 {
-                throw DataFileError(file: path, reason: "corrupt zstd data (\(String(cString: ZSTD_getErrorName(result))))")
+                if ZSTD_getErrorCode(result) == ZSTD_error_frameParameter_windowTooLarge {
+                    throw DataFileError(file: path, reason: "was compressed with a zstd window over 128 MiB (zstd --long=28 or more), more than is read here; recompress it without --long, or with --long=27 at most")
+                }
+                throw DataFileError(file: path, reason: "corrupt zstd data (\(String(cString: ZSTD_getErrorName(result)))); the shard is damaged: re-create or re-download it")
             }
             frameRemainder = result
             if outBuffer.pos > 0 { return outBuffer.pos }
         }
     }
+}
+
+/// `bytes` as one zstd frame (for tests and small payloads; shards use `ZstdFileWriter`).
+func zstdCompress(_ bytes: [UInt8], level: Int32 = 3) throws -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: ZSTD_compressBound(bytes.count))
+    let size = bytes.withUnsafeBytes { src in
+        out.withUnsafeMutableBytes { ZSTD_compress($0.baseAddress, $0.count, src.baseAddress, src.count, level) }
+    }
+    if ZSTD_isError(size) != 0 {
+        throw DataFileError(file: "(memory)", reason: "zstd compression failed (\(String(cString: ZSTD_getErrorName(size))))")
+    }
+    out.removeLast(out.count - size)
+    return out
 }
 
 /// Writes a zstd-compressed file through libzstd's streaming API.

@@ -34,15 +34,37 @@ public enum ImageFormat: String, Sendable, CaseIterable {
         }
     }
 
+    /// Refuses a size read from a header before anything is allocated for it: none at all means
+    /// the file is cut short or damaged; more than `ImageDecoder.maximumPixels` is too large.
+    static func checkSize(_ format: ImageFormat, width: Int, height: Int, bytes: Int) throws {
+        guard width > 0, height > 0 else {
+            throw ImageDecodeError(reason: "corrupt or truncated \(format.name) (\(counted(bytes, "byte"))): its header gives no image size")
+        }
+        guard width * height <= ImageDecoder.maximumPixels else {
+            throw ImageDecodeError(reason: "\(format.name) of \(width)×\(height) pixels is larger than the \(ImageDecoder.maximumPixels / 1_000_000)-megapixel limit; resize it (or the header is damaged)")
+        }
+    }
+
     /// Why `bytes` is not a readable image: the format it looks like, or its first bytes.
     static func foreign(_ bytes: UnsafeRawBufferPointer) -> ImageDecodeError {
         func starts(_ prefix: String, at offset: Int = 0) -> Bool {
             let p = Array(prefix.utf8)
             return bytes.count >= offset + p.count && zip(bytes[offset..<(offset + p.count)], p).allSatisfy { $0 == $1 }
         }
+        // A file cut short within the signature of a format read here.
+        func isCutShort(_ signature: [UInt8], from offset: Int = 0) -> Bool {
+            bytes.count <= offset || (bytes.count < offset + signature.count && bytes[offset...].elementsEqual(signature.prefix(bytes.count - offset)))
+        }
+        let cutShort: String? = bytes.count < 2 ? nil
+            : isCutShort([0xFF, 0xD8, 0xFF]) ? "JPEG"
+            : isCutShort(PNGDecoder.signature) ? "PNG"
+            : bytes.count < 12 && (isCutShort(Array("RIFF".utf8)) || starts("RIFF")) && isCutShort(Array("WEBP".utf8), from: 8) ? "WebP"
+            : nil
         let kind: String?
         if bytes.isEmpty {
             return ImageDecodeError(reason: "the image is empty (0 bytes)")
+        } else if let cutShort {
+            return ImageDecodeError(reason: "truncated \(cutShort): the file holds only \(counted(bytes.count, "byte"))")
         } else if starts("GIF87a") || starts("GIF89a") {
             kind = "a GIF"
         } else if starts("BM") {

@@ -23,9 +23,14 @@ public struct ImagePreprocessing: Codable, Sendable, Equatable {
     /// Reads `crop_size`, `size.shortest_edge`, `image_mean`, `image_std` from a Hugging Face
     /// `preprocessor_config.json`; absent fields keep CLIP's values.
     public static func huggingFace(configAt path: String) throws -> ImagePreprocessing {
-        guard let data = FileManager.default.contents(atPath: path),
-              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw DataFileError(file: path, reason: "is not a readable preprocessor_config.json")
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), !isFolder.boolValue else {
+            throw DataFileError(file: path, reason: isFolder.boolValue ? "is a folder, not a preprocessor_config.json" : "does not exist")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else { throw DataFileError(file: path, reason: "cannot be read") }
+        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw DataFileError(file: path, reason: data.isEmpty ? "is empty (0 bytes); a preprocessor_config.json holds a JSON object"
+                                                                : "is not a JSON object, as a preprocessor_config.json must be")
         }
         func side(_ value: Any?) -> Int? {
             if let n = value as? Int { return n }
@@ -145,6 +150,14 @@ public struct ImagePipeline: Sendable {
                 Self.colorJitter(output, size: size, j, preprocessing, &random)
             }
         } else {
+            // The shortest side is resized to `shortestEdge` before the crop: refuse an image so
+            // elongated that the resized whole would be enormous (1×20,000 px → 224×4,480,000).
+            let (w, h) = try decoder.header(encoded).uprightSize
+            let resized = RGBImage.shortestSideSize(width: w, height: h, shortest: preprocessing.shortestEdge)
+            let pixels = resized.width.multipliedReportingOverflow(by: resized.height)
+            guard !pixels.overflow, pixels.partialValue <= ImageDecoder.maximumPixels else {
+                throw ImageDecodeError(reason: "an image of \(w)×\(h) pixels is too elongated: resizing its shortest side to \(preprocessing.shortestEdge) would make it \(resized.width)×\(resized.height), over the \(ImageDecoder.maximumPixels / 1_000_000)-megapixel limit")
+            }
             image = try decoder.decode(encoded).resizedShortestSide(to: preprocessing.shortestEdge, filter: .bicubic)
                 .centerCropped(width: size, height: size)
             Self.normalize(image, preprocessing, into: output)

@@ -30,8 +30,9 @@ public final class JPEGDecoder {
         var w: Int32 = 0, h: Int32 = 0, subsampling: Int32 = 0, colorspace: Int32 = 0
         let base = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
         guard tjDecompressHeader3(handle, base, UInt(bytes.count), &w, &h, &subsampling, &colorspace) == 0 else {
-            throw ImageDecodeError(reason: "corrupt JPEG header: \(errorMessage())")
+            throw ImageDecodeError(reason: "corrupt or truncated JPEG (\(counted(bytes.count, "byte"))): its header does not read (\(errorMessage()))")
         }
+        try ImageFormat.checkSize(.jpeg, width: Int(w), height: Int(h), bytes: bytes.count)
         return Header(width: Int(w), height: Int(h), orientation: exifOrientation(bytes))
     }
 
@@ -43,9 +44,7 @@ public final class JPEGDecoder {
         var w: Int32 = 0, h: Int32 = 0, subsampling: Int32 = 0, colorspace: Int32 = 0
         let base = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
         _ = tjDecompressHeader3(handle, base, UInt(bytes.count), &w, &h, &subsampling, &colorspace)
-        guard w > 0, h > 0, Int(w) * Int(h) <= ImageDecoder.maximumPixels else {
-            throw ImageDecodeError(reason: "JPEG of \(w)×\(h) pixels is empty or too large")
-        }
+        try ImageFormat.checkSize(.jpeg, width: Int(w), height: Int(h), bytes: bytes.count)
         // Targets are upright; the stored image is rotated for orientations 5...8.
         let swapped = head.orientation >= 5
         var target = minimum.map { swapped ? ($0.height, $0.width) : ($0.width, $0.height) }
@@ -57,11 +56,13 @@ public final class JPEGDecoder {
         var raw = [UInt8](repeating: 0, count: outW * outH * channels)
         let format = isCMYK ? TJPF_CMYK : TJPF_RGB
         let status = raw.withUnsafeMutableBufferPointer { out in
-            tjDecompress2(handle, base, UInt(bytes.count), out.baseAddress, Int32(outW), 0, Int32(outH), Int32(format.rawValue), 0)
+            tjDecompress2(handle, base, UInt(bytes.count), out.baseAddress, Int32(outW), 0, Int32(outH), Int32(format.rawValue),
+                          Self.decodeFlags)
         }
-        // A warning (e.g. a truncated scan) still yields pixels but means the data is damaged.
+        // A warning (e.g. a truncated scan) means the data is damaged: stop there (the image is
+        // refused either way; a damaged 100-megapixel header then costs no full decode).
         if status != 0 {
-            throw ImageDecodeError(reason: "corrupt or truncated JPEG: \(errorMessage())")
+            throw ImageDecodeError(reason: "corrupt or truncated JPEG (\(counted(bytes.count, "byte"))): \(errorMessage())")
         }
         var image = RGBImage(width: outW, height: outH, pixels: isCMYK ? Self.invertedCMYKToRGB(raw) : raw)
         if head.orientation != 1 { image = image.oriented(exif: head.orientation) }
@@ -81,6 +82,10 @@ public final class JPEGDecoder {
         }
         return rgb
     }
+
+    /// Stop at the first warning; at most 500 progressive scans (a JPEG with thousands of tiny
+    /// scans otherwise takes minutes to decode: libjpeg-turbo's guard against that).
+    static let decodeFlags = Int32(TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS)
 
     private func scaledSize(width: Int, height: Int, covering target: (Int, Int)) -> (Int, Int) {
         var count: Int32 = 0

@@ -31,9 +31,7 @@ enum PNGDecoder {
     static func header(_ bytes: UnsafeRawBufferPointer) throws -> Header {
         var info = cliptune_png_info()
         try read(bytes, &info, into: nil)
-        guard info.width > 0, info.height > 0, Int(info.width) * Int(info.height) <= ImageDecoder.maximumPixels else {
-            throw ImageDecodeError(reason: "PNG of \(info.width)×\(info.height) pixels is empty or too large")
-        }
+        try ImageFormat.checkSize(.png, width: Int(info.width), height: Int(info.height), bytes: bytes.count)
         return Header(info: info, orientation: orientation(bytes))
     }
 
@@ -98,7 +96,7 @@ enum PNGDecoder {
         }
         guard status == 0 else {
             let text = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            throw ImageDecodeError(reason: "corrupt or truncated PNG: \(text)")
+            throw ImageDecodeError(reason: "corrupt or truncated PNG (\(counted(bytes.count, "byte"))): \(text)")
         }
     }
 

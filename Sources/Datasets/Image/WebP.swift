@@ -22,11 +22,9 @@ enum WebPDecoder {
         var features = WebPBitstreamFeatures()
         let status = WebPGetFeatures(bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, &features)
         guard status == VP8_STATUS_OK else {
-            throw ImageDecodeError(reason: "corrupt or truncated WebP header (\(describe(status)))")
+            throw ImageDecodeError(reason: "corrupt or truncated WebP (\(counted(bytes.count, "byte"))): its header does not read (\(describe(status)))")
         }
-        guard features.width > 0, features.height > 0, Int(features.width) * Int(features.height) <= ImageDecoder.maximumPixels else {
-            throw ImageDecodeError(reason: "WebP of \(features.width)×\(features.height) pixels is empty or too large")
-        }
+        try ImageFormat.checkSize(.webp, width: Int(features.width), height: Int(features.height), bytes: bytes.count)
         return Header(width: Int(features.width), height: Int(features.height), hasAlpha: features.has_alpha != 0,
                       orientation: orientation(bytes))
     }
@@ -35,17 +33,17 @@ enum WebPDecoder {
         let head = try header(bytes)
         var data = WebPData(bytes: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), size: bytes.count)
         guard let decoder = WebPAnimDecoderNew(&data, nil) else {
-            throw ImageDecodeError(reason: "corrupt or truncated WebP (its chunks do not parse)")
+            throw ImageDecodeError(reason: "corrupt or truncated WebP (\(counted(bytes.count, "byte"))): its chunks do not parse")
         }
         defer { WebPAnimDecoderDelete(decoder) }
         var info = WebPAnimInfo()
         guard WebPAnimDecoderGetInfo(decoder, &info) != 0 else {
-            throw ImageDecodeError(reason: "corrupt WebP (no canvas information)")
+            throw ImageDecodeError(reason: "corrupt WebP (\(counted(bytes.count, "byte"))): no canvas information")
         }
         var frame: UnsafeMutablePointer<UInt8>?
         var timestamp: Int32 = 0
         guard WebPAnimDecoderGetNext(decoder, &frame, &timestamp) != 0, let frame else {
-            throw ImageDecodeError(reason: "corrupt or truncated WebP (its image data does not decode)")
+            throw ImageDecodeError(reason: "corrupt or truncated WebP (\(counted(bytes.count, "byte"))): its image data does not decode")
         }
         let (w, h) = (Int(info.canvas_width), Int(info.canvas_height))
         let rgba = Array(UnsafeBufferPointer(start: frame, count: w * h * 4))

@@ -44,10 +44,7 @@ struct Worker {
                 switch record.image {
                 case .bytes(let b): bytes = b
                 case .file(let path):
-                    guard let data = FileManager.default.contents(atPath: path) else {
-                        throw ImageDecodeError(reason: "image file \(path) is missing or unreadable")
-                    }
-                    bytes = [UInt8](data)
+                    do { bytes = try readImageFile(path) } catch { throw ImageDecodeError(reason: error.description) }
                 case .none: throw ImageDecodeError(reason: "the sample has no image (a text-only source) but the model needs one")
                 }
                 // The teacher view replays the same random draws: same crop, flip and jitter.

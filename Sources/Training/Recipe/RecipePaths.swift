@@ -72,7 +72,14 @@ extension Recipe {
                 let path = resolve(manifest.path)
                 if !fileExists(path) { add("\(key).manifest", "'\(manifest.path)' does not exist (\(path))") }
             case .shards(let pattern):
-                let (matched, missing) = WebDataset.match(resolve(pattern), fileExists: fileExists, glob: glob)
+                let matched: [String], missing: [String]
+                do {
+                    (matched, missing) = try WebDataset.match(resolve(pattern), fileExists: fileExists, glob: glob)
+                } catch {
+                    // A malformed pattern, or one naming too many shards to expand.
+                    add("\(key).shards", "'\(pattern)': \((error as? DataFileError)?.reason ?? "\(error)")")
+                    return
+                }
                 if !missing.isEmpty {
                     let shown = missing.prefix(3).joined(separator: ", ") + (missing.count > 3 ? " and \(missing.count - 3) more" : "")
                     add("\(key).shards", "\(counted(missing.count, "shard")) of '\(pattern)' missing: \(shown)")
