@@ -72,11 +72,11 @@ let package = Package(
         ),
         .executableTarget(
             name: "make-dataset",
-            dependencies: ["Datasets", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Datasets", "NN", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "pack",
-            dependencies: ["Datasets", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Datasets", "NN", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // What the `train` and `distill` commands share (options, how a run ends).
         .target(
@@ -101,7 +101,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "embed",
-            dependencies: ["Models", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Models", "NN", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "bench",
@@ -116,7 +116,7 @@ let package = Package(
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ExportTests", dependencies: ["Export", "Models", "Tokenizers", "Datasets", "TestSupport"], exclude: ["check_export.py"]),
         .testTarget(name: "ONNXTests", dependencies: ["ONNX"], exclude: ["check_model.py"]),
-        .testTarget(name: "ModelsTests", dependencies: ["Models", "TestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "NN", "Datasets", "Tokenizers", "TestSupport"], resources: [.copy("Fixtures")]),
         // Runs the built programs in child processes; depending on them makes `swift test` build them.
         .testTarget(name: "ProgramTests", dependencies: ["train", "distill", "export", "eval", "embed", "pack", "make-dataset", "doctor",
                                                          "Datasets", "Models", "Tokenizers", "NN", "Torch", "Training", "TestSupport"]),

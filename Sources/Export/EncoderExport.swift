@@ -57,33 +57,44 @@ public enum EncoderExport {
         guard ExportOptions.supportedOpsets.contains(options.opset) else {
             throw ExportError("--opset \(options.opset) is not supported; this exporter writes opsets \(ExportOptions.supportedOpsets.lowerBound)–\(ExportOptions.supportedOpsets.upperBound) (default 17)")
         }
-        let fm = FileManager.default
-        if fm.fileExists(atPath: folder), !options.overwrite {
-            throw ExportError("\(folder) already exists; choose another --out or pass --overwrite to replace it")
-        }
+        // Before anything loads: the output may only replace an earlier export, never the
+        // checkpoint or anything holding it.
+        let plan: OutputLocation.Plan
+        do {
+            plan = try OutputLocation.check(folder, kind: .folder(isPrevious: isExport, previous: "an earlier export (a folder with export.json)"),
+                                            overwrite: options.overwrite, protecting: [.init(checkpoint, "the checkpoint being exported")])
+        } catch let problem as OutputLocation.Problem { throw ExportError(problem.message) }
         let loaded: PretrainedCheckpoint
         do { loaded = try Pretrained.load(checkpoint) } catch {
             throw ExportError("cannot load the checkpoint \(checkpoint): \(error)")
         }
-        let parent = URL(fileURLWithPath: folder).standardizedFileURL.deletingLastPathComponent().path
-        try fm.createDirectory(atPath: parent, withIntermediateDirectories: true)
-        let temporary = "\(parent)/.\(URL(fileURLWithPath: folder).lastPathComponent).partial-\(getpid())"
-        try? fm.removeItem(atPath: temporary)
-        try fm.createDirectory(atPath: temporary, withIntermediateDirectories: true)
+        let temporary: String
+        do { temporary = try OutputLocation.temporarySibling(of: plan) } catch let problem as OutputLocation.Problem { throw ExportError(problem.message) }
         do {
-            let manifest = try write(loaded, checkpoint: checkpoint, into: temporary, options: options)
-            var files: [String: Int] = [:]
-            for name in try fm.contentsOfDirectory(atPath: temporary) {
-                files[name] = (try fm.attributesOfItem(atPath: "\(temporary)/\(name)")[.size] as? Int) ?? 0
+            let manifest: [String: Any]
+            do { manifest = try write(loaded, checkpoint: checkpoint, into: temporary, options: options) } catch let error as NSError where error.domain == NSCocoaErrorDomain || error.domain == NSPOSIXErrorDomain {
+                throw ExportError("cannot write the export next to \(folder): \(OutputLocation.explain(error))")
             }
-            if fm.fileExists(atPath: folder) { try fm.removeItem(atPath: folder) }
-            guard rename(temporary, folder) == 0 else { throw ExportError("cannot move the export into \(folder) (\(String(cString: strerror(errno))))") }
-            AtomicFile.syncFolder(parent)
+            var files: [String: Int] = [:]
+            for name in try FileManager.default.contentsOfDirectory(atPath: temporary) {
+                files[name] = (try FileManager.default.attributesOfItem(atPath: "\(temporary)/\(name)")[.size] as? Int) ?? 0
+            }
+            try OutputLocation.commit(temporary, to: plan, wholeFolder: true)
             return ExportResult(folder: folder, files: files, manifest: manifest)
         } catch {
-            try? fm.removeItem(atPath: temporary)
+            try? FileManager.default.removeItem(atPath: temporary)
+            if let problem = error as? OutputLocation.Problem { throw ExportError(problem.message) }
             throw error
         }
+    }
+
+    /// Whether `folder` holds an earlier export: its export.json says `cliptune-onnx-export/…`.
+    public static func isExport(_ folder: String) -> Bool {
+        let path = "\(folder)/\(manifestFile)"
+        guard let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue, size < 1 << 20,
+              let data = FileManager.default.contents(atPath: path),
+              let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return false }
+        return (json["format"] as? String)?.hasPrefix("cliptune-onnx-export/") == true
     }
 
     private static func write(_ loaded: PretrainedCheckpoint, checkpoint: String, into folder: String, options: ExportOptions) throws -> [String: Any] {
@@ -155,7 +166,10 @@ public enum EncoderExport {
         var section: [String: Any] = ["file": textFile, "input": "input_ids", "output": "text_embeds", "context_length": context,
                                       "pad_id": tokenizer.tokenizer.padTokenId, "precision": options.precision.rawValue]
         let length = Swift.min(traceSequence, context)
-        var ids = Tensor.randint(1000, 2000, [traceBatch, length], generator: Generator(seed: 11))
+        // Token ids the tower has embeddings for (the values do not shape the graph).
+        let vocabulary = (tower as? CLIPTextTransformer)?.config.vocabSize ?? (tower as? BertModel)?.config.vocabSize ?? 2000
+        let high = Swift.min(2000, vocabulary)
+        var ids = Tensor.randint(high == 2000 ? 1000 : 0, high, [traceBatch, length], generator: Generator(seed: 11))
         var mask: Tensor?
         if let clip = tower as? CLIPTextTransformer, let clipTokenizer = tokenizer.tokenizer as? CLIPTokenizer {
             // Each row ends with the end-of-text token (the pooled position) at a different place.
@@ -190,7 +204,13 @@ public enum EncoderExport {
     public static func graph(name: String, model: Module, options: ExportOptions, inputs: [TracedInput], output: String, sequence: Int?,
                       _ forward: () -> Tensor) throws -> ModelProto {
         let recorder = OpRecorder()
-        let result = withNoGrad { recorder.record { options.normalize ? F.normalize(forward(), dim: -1) : forward() } }
+        // A model that fails on the trace input is an error, not a trap.
+        let result: Tensor
+        do {
+            result = try withTorchErrors { withNoGrad { recorder.record { options.normalize ? F.normalize(forward(), dim: -1) : forward() } } }
+        } catch let error as TorchError {
+            throw ExportError("\(name): the forward pass failed on the trace input: \(error)")
+        }
         var names: [ObjectIdentifier: String] = [:]
         for (key, tensor) in model.namedParameters() { names[ObjectIdentifier(tensor)] = key }
         let lowering = GraphLowering(precision: options.precision, opset: options.opset, parameterNames: names,

@@ -1,5 +1,6 @@
 import Datasets
 import Foundation
+import NN
 import Tokenizers
 import Torch
 
@@ -53,13 +54,68 @@ public struct TensorTokenizer: CaptionTokenizer {
 }
 
 extension PretrainedCheckpoint {
-    /// The checkpoint's own tokenizer, limited to its text tower's positions.
+    /// The checkpoint's own tokenizer, limited to its text tower's positions, and checked against
+    /// the tower: every id it writes must name a row of the token table, and a CLIP tower's
+    /// pooling token (`eos_token_id`) must be the one the tokenizer ends each text with — else
+    /// every text would be pooled at its first token and all would get the same embedding.
     public func tokenizer() throws -> TensorTokenizer {
-        var limit: Int?
+        let configPath = "\(directory)/config.json"
         switch model {
-        case .dualEncoder(let encoder): limit = (encoder.textModel as? CLIPTextTransformer)?.config.maxPositionEmbeddings
-        case .textEncoder: limit = nil
+        case .dualEncoder(let encoder):
+            if let clip = encoder.textModel as? CLIPTextTransformer {
+                let tokenizer = try TensorTokenizer.fromDirectory(directory, contextLength: clip.config.maxPositionEmbeddings)
+                try Self.check(tokenizer, vocabSize: clip.config.vocabSize, configPath: configPath, prefix: "text_config.",
+                               eosTokenId: clip.config.eosTokenId)
+                return tokenizer
+            }
+            if let bert = encoder.textModel as? BertModel { return try bertTokenizer(bert.config, configPath: configPath, prefix: "text_config.") }
+            return try TensorTokenizer.fromDirectory(directory)
+        case .textEncoder(let bert, _):
+            return try bertTokenizer(bert.config, configPath: configPath, prefix: "")
         }
-        return try TensorTokenizer.fromDirectory(directory, contextLength: limit)
+    }
+
+    /// A BERT's tokenizer, its length cut to the tower's positions (a longer text would index
+    /// past the position table).
+    private func bertTokenizer(_ config: BertConfig, configPath: String, prefix: String) throws -> TensorTokenizer {
+        var tokenizer = try TensorTokenizer.fromDirectory(directory)
+        if tokenizer.tokenizer.contextLength > config.maxPositionEmbeddings {
+            tokenizer = try TensorTokenizer.fromDirectory(directory, contextLength: config.maxPositionEmbeddings)
+        }
+        try Self.check(tokenizer, vocabSize: config.vocabSize, configPath: configPath, prefix: prefix, eosTokenId: nil)
+        return tokenizer
+    }
+
+    /// The tokenizer's ids against the tower's config (`eosTokenId`: a CLIP tower's pooling token).
+    static func check(_ tokenizer: TensorTokenizer, vocabSize: Int, configPath: String, prefix: String, eosTokenId: Int?) throws {
+        let file: String, largest: Int, end: Int, endName: String
+        switch tokenizer.tokenizer {
+        case let clip as CLIPTokenizer:
+            (file, largest, end, endName) = ("vocab.json", clip.largestTokenId, clip.endTokenId, "<|endoftext|>")
+        case let wordPiece as WordPieceTokenizer:
+            (file, largest, end, endName) = ("vocab.txt", wordPiece.vocabularySize - 1, wordPiece.separatorTokenId, "[SEP]")
+        default:
+            return
+        }
+        guard largest < vocabSize else {
+            throw ModelConfigError(file: configPath, key: prefix + "vocab_size",
+                                   reason: "is \(vocabSize), but the tokenizer (\(file)) has ids up to \(largest): the text tower has no embedding for ids \(vocabSize)–\(largest)")
+        }
+        let pad = tokenizer.tokenizer.padTokenId
+        guard (0..<vocabSize).contains(pad) else {
+            throw ModelConfigError(file: configPath, key: prefix + "vocab_size",
+                                   reason: "is \(vocabSize), but the tokenizer pads with id \(pad), which has no embedding")
+        }
+        guard let eos = eosTokenId else { return }
+        if eos == 2 {
+            // transformers' legacy rule (configs before its PR #24773): pool at the largest id.
+            guard end == largest else {
+                throw ModelConfigError(file: configPath, key: prefix + "eos_token_id",
+                                       reason: "is 2, which pools each text at its largest token id, but the tokenizer's end token \(endName) (id \(end) in \(file)) is not its largest id (\(largest)): texts would be pooled at the wrong token")
+            }
+        } else if eos != end {
+            throw ModelConfigError(file: configPath, key: prefix + "eos_token_id",
+                                   reason: "is \(eos), but the tokenizer ends every text with \(endName) (id \(end) in \(file)): no text would contain the pooling token, so every text would be pooled at its first token and get the same embedding")
+        }
     }
 }

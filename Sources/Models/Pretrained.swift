@@ -26,6 +26,14 @@ public enum Pretrained {
 
     /// Loads any supported checkpoint folder. Every problem (unknown `model_type`, bad config
     /// field, missing or mismatched weights) is reported with the file and key.
+    ///
+    /// Order: every field of config.json and preprocessor_config.json is read and checked
+    /// against the others first (sizes with overflow-checked arithmetic, see `ConfigLimits`);
+    /// the weight files' headers are read (memory-mapped, nothing copied), and a model far larger
+    /// than the values they hold (over twice as many, plus `allocationSlack`) is refused — it could
+    /// not be filled from them, and building it could allocate anything; only then is the model built, inside
+    /// `withTorchErrors`, its weights loaded, and one tiny input run through each tower, so that
+    /// anything the checks miss is an error naming config.json, not a trap.
     public static func load(_ directory: String) throws -> PretrainedCheckpoint {
         let configPath = "\(directory)/config.json"
         let config = try ConfigReader.load(configPath)
@@ -35,36 +43,124 @@ public enum Pretrained {
                 : "'\(modelType)' is not supported (supported: \(supportedModelTypes.joined(separator: ", ")))")
         }
         let weights = try loadWeights(directory)
-        let model: PretrainedModel
-        switch modelType {
-        case "clip":
-            let encoder = try clip(config)
-            try encoder.load(weights, source: directory, rename: canonicalKey)
-            model = .dualEncoder(encoder)
-        case "vision-text-dual-encoder", remoteCodeModelType:
-            let encoder = try dualEncoder(config, weights: weights, remoteCode: modelType == remoteCodeModelType)
-            try encoder.load(weights, source: directory, rename: canonicalKey)
-            model = .dualEncoder(encoder)
-        case "bert":
-            let (pooling, normalize) = try sentenceTransformersPooling(directory)
-            let bert = BertModel(try BertConfig(config), pooling: pooling, withPooler: weights.keys.contains { canonicalKey($0) == "pooler.dense.weight" })
-            try bert.load(weights, source: directory, rename: canonicalKey)
-            model = .textEncoder(bert, normalize: normalize)
-        default:
-            fatalError("model types are checked above")
-        }
-        let preprocessorPath = "\(directory)/preprocessor_config.json"
+        let architecture = try Architecture(config, modelType: modelType, directory: directory, weightKeys: weights.keys.map { $0 })
+
         var preprocessing: ImagePreprocessing?
-        if FileManager.default.fileExists(atPath: preprocessorPath) {
-            preprocessing = try ImagePreprocessing.huggingFace(configAt: preprocessorPath)
-        } else if case .dualEncoder(let encoder) = model, let vision = encoder.visionModel as? CLIPVisionTransformer {
-            preprocessing = ImagePreprocessing(size: vision.config.imageSize)
+        if let (vision, sizeKey) = architecture.vision {
+            let path = "\(directory)/preprocessor_config.json"
+            preprocessing = FileManager.default.fileExists(atPath: path)
+                ? try PreprocessorConfig.read(path, imageSize: vision.imageSize, sizeKey: sizeKey)
+                : ImagePreprocessing(size: vision.imageSize)
         }
+
+        // A model larger than its weights could not be filled from them (loading is strict). One
+        // far larger is refused before anything is allocated; a near miss is built and gets the
+        // state-dict report, which names each tensor whose shape differs.
+        let stored = weights.values.reduce(0) { $0 + $1.count }
+        try architecture.parameters.check(
+            limit: 2 * stored + Pretrained.allocationSlack, file: configPath,
+            what: "far more than the \(ParameterTally.formatted(stored)) values its weights hold: config.json and the weights do not belong together")
+
+        let model = try withTorchErrors { architecture.build() }
         switch model {
-        case .dualEncoder(let encoder): encoder.eval()
-        case .textEncoder(let bert, _): bert.eval()
+        case .dualEncoder(let encoder):
+            try encoder.load(weights, source: directory, rename: canonicalKey)
+            encoder.eval()
+        case .textEncoder(let bert, _):
+            try bert.load(weights, source: directory, rename: canonicalKey)
+            bert.eval()
         }
+        try probe(model, preprocessing: preprocessing, architecture: architecture, configPath: configPath)
         return PretrainedCheckpoint(directory: directory, model: model, preprocessing: preprocessing)
+    }
+
+    /// How many parameters a config may ask for beyond twice what the weight files hold before
+    /// `load` refuses it unbuilt: 16M (64 MB of float32).
+    static let allocationSlack = 1 << 24
+
+    /// What a config.json describes, read and checked without building anything.
+    struct Architecture {
+        enum Text {
+            case clip(CLIPTextConfig)
+            case bert(BertConfig, pooling: TextPooling, withPooler: Bool)
+        }
+        enum Kind {
+            case dualEncoder(DualEncoder.Kind, vision: CLIPVisionConfig, visionSizeKey: String, text: Text, projectionDim: Int,
+                             logitScaleInit: Double, logitBias: Double?)
+            case textEncoder(BertConfig, pooling: TextPooling, normalize: Bool, withPooler: Bool)
+        }
+        let kind: Kind
+        /// Every tower's and projection's parameters (a lower bound of the built model's count).
+        let parameters: ParameterTally
+
+        init(kind: Kind, parameters: ParameterTally) {
+            self.kind = kind
+            self.parameters = parameters
+        }
+
+        init(_ config: ConfigReader, modelType: String, directory: String, weightKeys: [String]) throws {
+            let keys = Set(weightKeys.compactMap(canonicalKey))
+            switch modelType {
+            case "clip": self = try Pretrained.clipArchitecture(config)
+            case "bert":
+                let (pooling, normalize) = try sentenceTransformersPooling(directory)
+                let bert = try BertConfig(config)
+                let withPooler = keys.contains("pooler.dense.weight")
+                if pooling == .pooler && !withPooler {
+                    throw ModelConfigError(file: config.file, reason: "this BERT has no pooler weights (pooler.dense.*) and no sentence-transformers modules.json with a Pooling module saying how it pools its tokens")
+                }
+                self.init(kind: .textEncoder(bert, pooling: pooling, normalize: normalize, withPooler: withPooler), parameters: bert.parameters())
+            default: self = try Pretrained.dualEncoderArchitecture(config, weightKeys: keys, remoteCode: modelType == remoteCodeModelType)
+            }
+        }
+
+        /// The vision tower's config and the key of its image size in config.json.
+        var vision: (CLIPVisionConfig, String)? {
+            if case .dualEncoder(_, let vision, let key, _, _, _, _) = kind { return (vision, key) }
+            return nil
+        }
+
+        func build() -> PretrainedModel {
+            switch kind {
+            case .dualEncoder(let kind, let vision, _, let text, let projectionDim, let logitScaleInit, let logitBias):
+                let textTower: any TextTower
+                switch text {
+                case .clip(let c): textTower = CLIPTextTransformer(c)
+                case .bert(let c, let pooling, let withPooler): textTower = BertModel(c, pooling: pooling, withPooler: withPooler)
+                }
+                let encoder = DualEncoder(kind: kind, vision: CLIPVisionTransformer(vision), text: textTower, projectionDim: projectionDim,
+                                          logitScaleInit: logitScaleInit)
+                if let logitBias { encoder.logitBias = Tensor.full([], logitBias).requiringGrad() }
+                return .dualEncoder(encoder)
+            case .textEncoder(let c, let pooling, let normalize, let withPooler):
+                return .textEncoder(BertModel(c, pooling: pooling, withPooler: withPooler), normalize: normalize)
+            }
+        }
+    }
+
+    /// One image of the preprocessing's size and one two-token text through each tower, inside
+    /// `withTorchErrors`: a model that fails on them fails here, with an error, not later with a trap.
+    static func probe(_ model: PretrainedModel, preprocessing: ImagePreprocessing?, architecture: Architecture, configPath: String) throws {
+        var ids = Tensor([Int64(0), 0], shape: [1, 2])
+        if case .dualEncoder(_, _, _, .clip(let text), _, _, _) = architecture.kind {
+            ids = Tensor([Int64(text.bosTokenId), Int64(text.eosTokenId)], shape: [1, 2])
+        }
+        let mask = Tensor.ones(like: ids)
+        do {
+            try withTorchErrors {
+                withNoGrad {
+                    switch model {
+                    case .dualEncoder(let encoder):
+                        if let size = preprocessing?.size { _ = encoder.imageFeatures(Tensor.zeros([1, 3, size, size])) }
+                        _ = encoder.textFeatures(ids: ids, attentionMask: mask)
+                    case .textEncoder(let bert, _):
+                        _ = bert.pooled(ids: ids, attentionMask: mask)
+                    }
+                }
+            }
+        } catch let error as TorchError {
+            throw ModelConfigError(file: configPath, reason: "the model it describes fails on a one-image, two-token test input: \(error)")
+        }
     }
 
     /// Maps other layouts onto ours; nil drops a key. Drops the `position_ids`/`token_type_ids`
@@ -90,63 +186,97 @@ public enum Pretrained {
         return try ShardedSafeTensors.load(directory)
     }
 
+    /// A CLIPModel built from its config (random weights).
     static func clip(_ config: ConfigReader) throws -> DualEncoder {
-        let text = try CLIPTextConfig(config.object("text_config"))
-        let vision = try CLIPVisionConfig(config.object("vision_config"))
-        return DualEncoder(kind: .clip, vision: CLIPVisionTransformer(vision), text: CLIPTextTransformer(text),
-                           projectionDim: try config.int("projection_dim", 512),
-                           logitScaleInit: try config.double("logit_scale_init_value", 2.6592))
+        guard case .dualEncoder(let encoder) = try clipArchitecture(config).build() else { fatalError("a CLIP architecture builds a dual encoder") }
+        return encoder
+    }
+
+    static func clipArchitecture(_ config: ConfigReader) throws -> Architecture {
+        let textReader = try config.object("text_config"), visionReader = try config.object("vision_config")
+        let text = try CLIPTextConfig(textReader)
+        let vision = try CLIPVisionConfig(visionReader)
+        let projectionDim = try config.int("projection_dim", 512, in: 1...Int.max)
+        var parameters = text.parameters(prefix: textReader.prefix)
+        parameters.add(vision.parameters(prefix: visionReader.prefix))
+        parameters.add(projections(config, vision: (vision.hiddenSize, visionReader.prefix), text: (text.hiddenSize, textReader.prefix), projectionDim))
+        try parameters.check(limit: ConfigLimits.maxParameters, file: config.file, what: "above the limit of 20 billion")
+        return Architecture(kind: .dualEncoder(.clip, vision: vision, visionSizeKey: visionReader.prefix + "image_size", text: .clip(text),
+                                               projectionDim: projectionDim, logitScaleInit: try logitScaleInit(config), logitBias: nil),
+                            parameters: parameters)
+    }
+
+    static func projections(_ config: ConfigReader, vision: (width: Int, prefix: String), text: (width: Int, prefix: String), _ dim: Int) -> ParameterTally {
+        var t = ParameterTally()
+        t.add([(vision.prefix + "hidden_size", vision.width), ("projection_dim", dim)])
+        t.add([(text.prefix + "hidden_size", text.width), ("projection_dim", dim)])
+        return t
+    }
+
+    static func logitScaleInit(_ config: ConfigReader) throws -> Double {
+        try config.double("logit_scale_init_value", 2.6592, in: -100...100, "exp(logit_scale) multiplies the cosines")
     }
 
     /// A VisionTextDualEncoderModel, or with `remoteCode` our subclass of it, whose config also
     /// says whether a BERT text tower has pooler weights (`text_pooler`) and whether the model has
     /// SigLIP's `logit_bias` (`logit_bias_init_value`).
-    static func dualEncoder(_ config: ConfigReader, weights: [String: Tensor], remoteCode: Bool = false) throws -> DualEncoder {
-        let visionReader = try config.object("vision_config")
+    static func dualEncoderArchitecture(_ config: ConfigReader, weightKeys: Set<String>, remoteCode: Bool = false) throws -> Architecture {
+        var visionReader = try config.object("vision_config")
         let textReader = try config.object("text_config")
-        let vision: any ImageTower
         switch try visionReader.string("model_type", "") {
-        case "clip_vision_model": vision = CLIPVisionTransformer(try CLIPVisionConfig(visionReader))
-        case "clip": vision = CLIPVisionTransformer(try CLIPVisionConfig(visionReader.object("vision_config")))
+        case "clip_vision_model": break
+        case "clip": visionReader = try visionReader.object("vision_config")
         case let other: throw visionReader.fail("model_type", "vision tower '\(other)' is not supported (clip_vision_model)")
         }
-        let text: any TextTower
+        let vision = try CLIPVisionConfig(visionReader)
+        let text: Architecture.Text
+        var parameters = vision.parameters(prefix: visionReader.prefix)
+        let textWidth: Int
         switch try textReader.string("model_type", "") {
         case "bert":
             let pooling = TextPooling(rawValue: try config.string("text_pooling", "pooler"))
             guard let pooling else { throw config.fail("text_pooling", "must be pooler, mean or cls") }
-            var hasPooler = weights.keys.contains { canonicalKey($0) == "text_model.pooler.dense.weight" }
+            var hasPooler = weightKeys.contains("text_model.pooler.dense.weight")
             if remoteCode { hasPooler = try config.bool("text_pooler", true) }   // what transformers builds: weights must agree
             if pooling == .pooler && !hasPooler { throw config.fail("text_pooling", "is 'pooler' but the text tower has no pooler weights") }
-            text = BertModel(try BertConfig(textReader), pooling: pooling, withPooler: hasPooler)
+            let bert = try BertConfig(textReader)
+            text = .bert(bert, pooling: pooling, withPooler: hasPooler)
+            parameters.add(bert.parameters(prefix: textReader.prefix))
+            textWidth = bert.hiddenSize
         case "clip_text_model":
             if try config.string("text_pooling", "pooler") != "pooler" { throw config.fail("text_pooling", "a CLIP text tower pools at its end token ('pooler')") }
-            text = CLIPTextTransformer(try CLIPTextConfig(textReader))
+            let clip = try CLIPTextConfig(textReader)
+            text = .clip(clip)
+            parameters.add(clip.parameters(prefix: textReader.prefix))
+            textWidth = clip.hiddenSize
         case let other: throw textReader.fail("model_type", "text tower '\(other)' is not supported (bert, clip_text_model)")
         }
-        let encoder = DualEncoder(kind: .visionTextDualEncoder, vision: vision, text: text,
-                                  projectionDim: try config.int("projection_dim", 512),
-                                  logitScaleInit: try config.double("logit_scale_init_value", 2.6592))
-        if remoteCode, let bias = try config.optionalDouble("logit_bias_init_value") {
-            encoder.logitBias = Tensor.full([], bias).requiringGrad()
-        }
-        return encoder
+        let projectionDim = try config.int("projection_dim", 512, in: 1...Int.max)
+        parameters.add(projections(config, vision: (vision.hiddenSize, visionReader.prefix), text: (textWidth, textReader.prefix), projectionDim))
+        try parameters.check(limit: ConfigLimits.maxParameters, file: config.file, what: "above the limit of 20 billion")
+        var bias: Double?
+        if remoteCode { bias = try config.optionalDouble("logit_bias_init_value") }
+        return Architecture(kind: .dualEncoder(.visionTextDualEncoder, vision: vision, visionSizeKey: visionReader.prefix + "image_size", text: text,
+                                               projectionDim: projectionDim, logitScaleInit: try logitScaleInit(config), logitBias: bias),
+                            parameters: parameters)
     }
 
     /// sentence-transformers' modules.json / 1_Pooling: mean or CLS pooling, and Normalize.
     static func sentenceTransformersPooling(_ directory: String) throws -> (TextPooling, Bool) {
         let modulesPath = "\(directory)/modules.json"
-        guard let data = FileManager.default.contents(atPath: modulesPath) else { return (.pooler, false) }
-        guard let modules = (try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]] else {
+        guard FileManager.default.fileExists(atPath: modulesPath) else { return (.pooler, false) }
+        let size = (try? FileManager.default.attributesOfItem(atPath: modulesPath)[.size] as? NSNumber)?.intValue ?? 0
+        guard size <= ConfigReader.maxFileBytes, let data = FileManager.default.contents(atPath: modulesPath),
+              let modules = (try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]] else {
             throw ModelConfigError(file: modulesPath, reason: "is not a list of sentence-transformers modules")
         }
         let types = modules.compactMap { $0["type"] as? String }
         let normalize = types.contains { $0.hasSuffix("Normalize") }
         guard let poolingModule = modules.first(where: { ($0["type"] as? String)?.hasSuffix("Pooling") == true }),
               let path = poolingModule["path"] as? String else { return (.cls, normalize) }
-        let pooling = try ConfigReader.load("\(directory)/\(path)/config.json")
-        if pooling.values["pooling_mode_mean_tokens"] as? Bool == true { return (.mean, normalize) }
-        if pooling.values["pooling_mode_cls_token"] as? Bool == true { return (.cls, normalize) }
+        let pooling = try ConfigReader.load("\(directory)/\(path)/config.json", missing: "is missing; modules.json names it as the Pooling module's folder")
+        if try pooling.bool("pooling_mode_mean_tokens", false) { return (.mean, normalize) }
+        if try pooling.bool("pooling_mode_cls_token", false) { return (.cls, normalize) }
         throw pooling.fail("pooling_mode_mean_tokens", "only mean and CLS pooling are supported")
     }
 

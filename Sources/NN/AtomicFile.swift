@@ -23,7 +23,7 @@ public enum AtomicFile {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let temporary = "\(folder)/.\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         guard FileManager.default.createFile(atPath: temporary, contents: nil) else {
-            throw WriteError(path: path, reason: "cannot create \(temporary) (\(String(cString: strerror(errno))))")
+            throw WriteError(path: path, reason: "cannot create a file in \(folder) (\(String(cString: strerror(errno))))")
         }
         do {
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))

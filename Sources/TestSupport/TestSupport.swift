@@ -66,3 +66,7 @@ public struct TestRandom: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+/// How many times its default budget a fuzz test runs: `CLIPTUNE_FUZZ_SCALE` (default 1), for
+/// longer runs by hand (`CLIPTUNE_FUZZ_SCALE=10 CLIPTUNE_TEST_SEED=7 swift test --filter Fuzz`).
+public let fuzzScale = max(1, Int(ProcessInfo.processInfo.environment["CLIPTUNE_FUZZ_SCALE"] ?? "") ?? 1)

@@ -35,6 +35,9 @@ public final class CLIPTokenizer: TextTokenizer, Sendable {
     public let endTokenId: Int
     /// Entries in the vocabulary (49408 for CLIP).
     public var vocabularySize: Int { bpe.vocab.count }
+    /// The largest id the vocabulary gives a token (49407 for CLIP): a model needs that many
+    /// rows of token embeddings, plus one.
+    public let largestTokenId: Int
 
     public var padTokenId: Int {
         switch padding {
@@ -128,6 +131,7 @@ public final class CLIPTokenizer: TextTokenizer, Sendable {
         self.padding = padding
         startTokenId = start
         endTokenId = end
+        largestTokenId = bpe.vocab.values.max() ?? end
         specials = SpecialTokenMatcher([(Self.startToken, start), (Self.endToken, end)])
     }
 
@@ -168,6 +172,9 @@ public final class CLIPTokenizer: TextTokenizer, Sendable {
         let data = try FileInput.data(url)
         guard let vocab = try? JSONDecoder().decode([String: Int].self, from: data), !vocab.isEmpty else {
             throw TokenizerError(file: url, "not a JSON object of token → id")
+        }
+        if let (token, id) = vocab.first(where: { $0.value < 0 }) {
+            throw TokenizerError(file: url, "token \(quoted(token)) has the negative id \(id)")
         }
         return vocab
     }

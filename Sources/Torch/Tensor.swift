@@ -162,10 +162,18 @@ extension Tensor {
         Device(query("device", nil, ct_device(type: 0, index: 0)) { ct_device_of(handle, $0) })
     }
 
-    /// Size of one dimension; negative counts from the end.
+    /// Size of one dimension; negative counts from the end. A dimension the tensor lacks is a
+    /// failure like any op's: inside `withTorchErrors` (where a failed op leaves an undefined
+    /// tensor, of rank 0) it is recorded and 1 is returned, so shape arithmetic carries on until
+    /// the scope throws; outside, it stops the program with the call site.
     public func size(_ dim: Int) -> Int {
         let s = shape
-        return s[dim < 0 ? dim + s.count : dim]
+        let index = dim < 0 ? dim + s.count : dim
+        guard s.indices.contains(index) else {
+            reportFailure("size", nil, message: "dimension \(dim) is out of range for a tensor of rank \(s.count)") { [self] }
+            return 1
+        }
+        return s[index]
     }
 
     /// Whether two tensors share storage (one is a view of the other).

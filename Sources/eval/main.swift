@@ -49,7 +49,14 @@ struct Eval: ParsableCommand {
             guard case .dualEncoder(let model) = loaded.model else { throw EvaluationError("\(path) is a text-only model; eval needs image and text towers") }
             let pipeline = ImagePipeline(preprocessing: loaded.preprocessing ?? ImagePreprocessing())
             let loader = DataLoader(source: source, pipeline: pipeline, options: DataLoaderOptions(batchSize: batchSize, threads: threads, shuffle: false))
-            results.append(try Evaluation.evaluateSamples(model, loader: loader, tokenizer: try loaded.tokenizer(), zeroShot: zeroShot))
+            let tokenizer = try loaded.tokenizer()
+            // Pretrained.load ran each tower once on a test input; the whole pass runs inside
+            // withTorchErrors too, so a libtorch failure on the data is an error, not a trap.
+            do {
+                results.append(try withTorchErrors { try Evaluation.evaluateSamples(model, loader: loader, tokenizer: tokenizer, zeroShot: zeroShot) })
+            } catch let error as TorchError {
+                throw EvaluationError("\(path): the model failed on the data: \(error)")
+            }
         }
         if let ranks = results[0].zeroShotRanks, ranks.contains(nil) {
             let scored = ranks.filter { $0 != nil }.count

@@ -16,7 +16,14 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "ONNX opset (17 or 18).") var opset = 17
     @Flag(help: "Leave the embeddings unnormalised.") var noNormalize = false
     @Flag(help: "int8: quantize activations per token (more accurate, slower in onnxruntime).") var perTokenActivations = false
-    @Flag(help: "Replace the output folder if it exists.") var overwrite = false
+    @Flag(help: "Replace the output folder if it holds an earlier export (export.json); anything else is refused.") var overwrite = false
+
+    func validate() throws {
+        guard ExportOptions.supportedOpsets.contains(opset) else {
+            throw ValidationError("--opset \(opset) is not supported; this exporter writes opsets \(ExportOptions.supportedOpsets.lowerBound)–\(ExportOptions.supportedOpsets.upperBound)")
+        }
+        if checkpoint.isEmpty { throw ValidationError("--checkpoint is empty") }
+    }
 
     func run() throws {
         let folder = out ?? "\(checkpoint.hasSuffix("/") ? String(checkpoint.dropLast()) : checkpoint)-onnx-\(precision.rawValue)"

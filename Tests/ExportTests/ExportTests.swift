@@ -172,12 +172,13 @@ struct ExportTests {
         // An unsupported opset, and a folder that is no checkpoint.
         do { try EncoderExport.export(checkpoint: ExportFixtures.textStudent, to: "\(parent)/o2", options: ExportOptions(opset: 11)); Issue.record("opset 11 accepted") }
         catch { #expect("\(error)".contains("opset 11")) }
-        do { try EncoderExport.export(checkpoint: parent, to: "\(parent)/o3"); Issue.record("no checkpoint accepted") }
+        try FileManager.default.createDirectory(atPath: "\(parent)/nothing", withIntermediateDirectories: true)
+        do { try EncoderExport.export(checkpoint: "\(parent)/nothing", to: "\(parent)/o3"); Issue.record("no checkpoint accepted") }
         catch { #expect("\(error)".contains("cannot load the checkpoint")) }
         // Nothing partial is left, and a successful export has everything.
         try EncoderExport.export(checkpoint: ExportFixtures.textStudent, to: out, options: ExportOptions(overwrite: true))
         let names = try FileManager.default.contentsOfDirectory(atPath: parent)
-        #expect(Set(names) == ["out"], "\(names)")
+        #expect(Set(names) == ["out", "nothing"], "\(names)")
         let files = Set(try FileManager.default.contentsOfDirectory(atPath: out))
         #expect(files.isSuperset(of: ["text_encoder.onnx", "export.json", "vocab.txt"]))
         let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(out)/export.json"))) as! [String: Any]
@@ -222,6 +223,36 @@ struct ExportTests {
         #expect(all.count > 10)
         let paths = all.filter { $0.hasPrefix("/") || $0.contains(parent) || $0.contains(NSTemporaryDirectory()) || $0.contains(repositoryRoot) }
         #expect(paths.isEmpty, "export.json holds paths of this machine: \(paths)")
+    }
+
+    /// The output is checked before anything loads: the checkpoint's own folder, its run folder
+    /// (with overwrite), a folder inside it are refused and leave it as it was (3 cases).
+    @Test func theOutputNeverHoldsOrLiesInsideTheCheckpoint() throws {
+        let parent = temporaryFolder("export-source")
+        let checkpoint = "\(parent)/run/best"
+        try FileManager.default.createDirectory(atPath: "\(parent)/run", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: ExportFixtures.textStudent, toPath: checkpoint)
+        let files = try FileManager.default.contentsOfDirectory(atPath: checkpoint).sorted()
+        for (out, says) in [(checkpoint, "is the checkpoint being exported"), ("\(parent)/run", "contains the checkpoint being exported"),
+                            ("\(checkpoint)/onnx", "lies inside the checkpoint being exported")] {
+            do { try EncoderExport.export(checkpoint: checkpoint, to: out, options: ExportOptions(overwrite: true)); Issue.record("\(out) accepted") }
+            catch { #expect("\(error)".contains(says), "\(error)") }
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: checkpoint).sorted() == files)
+    }
+
+    /// A text tower with fewer than 2,000 token ids is traced with ids it has (the trace drew
+    /// ids 1000–1999 and trapped in the embedding lookup).
+    @Test func smallVocabulariesExport() throws {
+        var c = BertConfig()
+        (c.vocabSize, c.hiddenSize, c.intermediateSize, c.numHiddenLayers, c.numAttentionHeads, c.maxPositionEmbeddings) = (40, 16, 32, 1, 2, 16)
+        let model = DualEncoder(kind: .visionTextDualEncoder, vision: ExportFixtures.vision(), text: BertModel(c, pooling: .mean, withPooler: false), projectionDim: 8)
+        let folder = temporaryFolder("export-small-vocab")
+        try Pretrained.save(model, to: "\(folder)/checkpoint")
+        let vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + (5..<40).map { "w\($0)" }
+        try vocab.joined(separator: "\n").write(toFile: "\(folder)/checkpoint/vocab.txt", atomically: true, encoding: .utf8)
+        let result = try EncoderExport.export(checkpoint: "\(folder)/checkpoint", to: "\(folder)/onnx")
+        #expect(result.files.keys.contains("text_encoder.onnx"))
     }
 
     @Test func anOpWithoutLoweringNamesTheOpAndModule() throws {

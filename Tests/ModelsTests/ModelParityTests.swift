@@ -124,7 +124,7 @@ struct ModelParityTests {
 
     @Test func configsUseTransformersDefaults() throws {
         let folder = temporaryFolder()
-        try #"{"model_type": "clip", "text_config": {"num_hidden_layers": 1, "hidden_size": 8, "num_attention_heads": 2, "intermediate_size": 8, "vocab_size": 50}, "vision_config": {"num_hidden_layers": 1, "hidden_size": 8, "num_attention_heads": 2, "intermediate_size": 8, "image_size": 32}, "projection_dim": 4}"#
+        try #"{"model_type": "clip", "text_config": {"num_hidden_layers": 1, "hidden_size": 8, "num_attention_heads": 2, "intermediate_size": 8, "vocab_size": 49408}, "vision_config": {"num_hidden_layers": 1, "hidden_size": 8, "num_attention_heads": 2, "intermediate_size": 8, "image_size": 32}, "projection_dim": 4}"#
             .write(toFile: "\(folder)/config.json", atomically: true, encoding: .utf8)
         let model = try Pretrained.clip(try ConfigReader.load("\(folder)/config.json"))
         let vision = model.visionModel as! CLIPVisionTransformer, text = model.textModel as! CLIPTextTransformer

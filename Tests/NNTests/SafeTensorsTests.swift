@@ -151,19 +151,25 @@ struct SafeTensorsTests {
         }
     }
 
+    /// Byte-level damage to a whole file (seed 400; 1,000 cases): truncation, random bytes
+    /// anywhere, in the header only, in the length field, and appended bytes.
     @Test func randomCorruptionNeverCrashes() throws {
         let folder = temporaryFolder()
         let path = "\(folder)/good.safetensors"
         try SafeTensors.save([("a", Tensor.randn([3, 4], generator: Generator(seed: 157))), ("b", Tensor.arange(0, 5)), ("c", Tensor([true]))], to: path)
         let original = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        let headerEnd = 8 + Int(original.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) })
         var rng = TestRandom("safetensors corruptions", defaultSeed: 400)
         var rejected = 0
-        for trial in 0..<400 {
+        let cases = 1_000 * fuzzScale
+        for trial in 0..<cases {
             var bytes = original
-            switch trial % 3 {
+            switch trial % 5 {
             case 0: bytes = Array(bytes.prefix(Int.random(in: 0..<bytes.count, using: &rng)))   // truncation
             case 1: for _ in 0..<Int.random(in: 1...4, using: &rng) { bytes[Int.random(in: 0..<bytes.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng) }
-            default: bytes[Int.random(in: 0..<8, using: &rng)] = UInt8.random(in: 0...255, using: &rng)   // length field
+            case 2: for _ in 0..<Int.random(in: 1...3, using: &rng) { bytes[Int.random(in: 8..<headerEnd, using: &rng)] = UInt8.random(in: 0...255, using: &rng) }
+            case 3: bytes[Int.random(in: 0..<8, using: &rng)] = UInt8.random(in: 0...255, using: &rng)   // length field
+            default: bytes += (0..<Int.random(in: 1...16, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
             }
             let damaged = "\(folder)/damaged.safetensors"
             _ = FileManager.default.createFile(atPath: damaged, contents: Data(bytes))
@@ -173,7 +179,96 @@ struct SafeTensorsTests {
                 rejected += 1
             }
         }
-        #expect(rejected > 150)
+        print("safetensors byte corruptions: \(cases) cases, \(rejected) rejected, \(cases - rejected) loaded")
+        #expect(rejected > cases * 3 / 8)
+    }
+
+    /// Mutations of the header JSON itself (seed 1618; 2,000 cases): numbers at the boundaries
+    /// of shapes and offsets (0, −1, 2^31, 2^32, 2^53 + 1, 2^62, 2^63 − 1, 2^63, 1e20, fractions,
+    /// the buffer's length ± 1), huge and many-dimensional shapes, overlapping, swapped, shifted
+    /// and shared offsets, wrong and unknown dtypes (and dtypes changed with the shape adjusted),
+    /// entries of the wrong kind or missing fields, duplicate and odd names, bad metadata, and a
+    /// data buffer that grows or shrinks. Every file loads or throws a SafeTensorsError; whatever
+    /// loads is readable and no larger than its file.
+    @Test func headerMutationsNeverCrash() throws {
+        let folder = temporaryFolder()
+        struct Entry { var name: String; var dtype: String; var shape: [String]; var offsets: [String]; var raw: String? }
+        let data = [UInt8](repeating: 0x3F, count: 48 + 40 + 6)   // a: F32 [3, 4], b: I64 [5], c: U8 [6]
+        let base = [Entry(name: "a", dtype: "\"F32\"", shape: ["3", "4"], offsets: ["0", "48"], raw: nil),
+                    Entry(name: "b", dtype: "\"I64\"", shape: ["5"], offsets: ["48", "88"], raw: nil),
+                    Entry(name: "c", dtype: "\"U8\"", shape: ["6"], offsets: ["88", "94"], raw: nil)]
+        let numbers = ["0", "1", "-1", "2", "3", "4", "5", "6", "7", "8", "12", "47", "48", "49", "88", "93", "94", "95", "2147483648",
+                       "4294967296", "9007199254740993", "4611686018427387904", "9223372036854775807", "9223372036854775808",
+                       "18446744073709551616", "1e20", "-0", "1.5", "48.0", "\"48\"", "null", "true", "[]", "{}"]
+        let dtypes = ["\"F32\"", "\"F16\"", "\"BF16\"", "\"F64\"", "\"I64\"", "\"I32\"", "\"U8\"", "\"BOOL\"", "\"F8_E4M3\"", "\"I8\"",
+                      "\"U64\"", "\"f32\"", "\"\"", "7", "null", "[\"F32\"]"]
+        var rng = TestRandom("safetensors header mutations", defaultSeed: 1618)
+        func pick<T>(_ values: [T]) -> T { values[Int.random(in: 0..<values.count, using: &rng)] }
+        var rejected = 0, loaded = 0
+        let cases = 2_000 * fuzzScale
+        for _ in 0..<cases {
+            var entries = base
+            var metadata: String? = pick([nil, "{\"format\":\"pt\"}"])
+            var buffer = data
+            for _ in 0..<Int.random(in: 1...3, using: &rng) {
+                let i = Int.random(in: 0..<entries.count, using: &rng)
+                switch Int.random(in: 0..<12, using: &rng) {
+                case 0:
+                    if entries[i].shape.isEmpty { entries[i].shape = [pick(numbers)] }
+                    else { entries[i].shape[Int.random(in: 0..<entries[i].shape.count, using: &rng)] = pick(numbers) }
+                case 1: entries[i].offsets[Int.random(in: 0...1, using: &rng)] = pick(numbers)
+                case 2: entries[i].shape = pick([["2147483648", "2147483648", "4"], ["9223372036854775807"], ["0", "9223372036854775807"], [],
+                                                 Array(repeating: "1", count: 64), Array(repeating: "2", count: 70), ["4611686018427387904", "4"], ["-3", "-4"]])
+                case 3:                                                                   // overlapping, shared, swapped, shifted offsets
+                    let j = Int.random(in: 0..<entries.count, using: &rng)
+                    switch Int.random(in: 0..<3, using: &rng) {
+                    case 0: entries[i].offsets = entries[j].offsets
+                    case 1: entries[i].offsets.reverse()
+                    default:
+                        let shift = pick([-1, 1, -4, 4, 48])
+                        entries[i].offsets = entries[i].offsets.map { String((Int($0) ?? 0) + shift) }
+                    }
+                case 4: entries[i].dtype = pick(dtypes)
+                case 5:                                                                   // another dtype, shape adjusted to keep the bytes
+                    let (dtype, factor) = pick([("\"F16\"", 2), ("\"BF16\"", 2), ("\"U8\"", 4), ("\"BOOL\"", 4), ("\"F64\"", 0)])
+                    entries[i].dtype = dtype
+                    if factor > 0, let last = entries[i].shape.last.flatMap({ Int($0) }) { entries[i].shape[entries[i].shape.count - 1] = String(last &* factor) }
+                case 6: entries[i].raw = pick(["[]", "\"x\"", "{}", "null", "1", "{\"dtype\":\"F32\",\"shape\":[2]}", "{\"dtype\":\"F32\",\"data_offsets\":[0,8]}",
+                                               "{\"dtype\":\"F32\",\"shape\":[12],\"data_offsets\":[0,48],\"extra\":[1,2]}", "{\"shape\":[12],\"data_offsets\":[0,48]}"])
+                case 7: entries[i].name = pick(["", "a", "b", "__metadata__", "ü\\u0000x", String(repeating: "n", count: 5000), "a.b.c", "\\\"quoted\\\""])
+                case 8: metadata = pick(["1", "[]", "{\"a\":1}", "{\"a\":{\"b\":\"c\"}}", "null", "\"x\"", "{\"\":\"\"}"])
+                case 9: entries.append(Entry(name: "extra\(i)", dtype: pick(dtypes), shape: [pick(numbers)], offsets: [pick(numbers), pick(numbers)], raw: nil))
+                case 10: if entries.count > 1 { entries.remove(at: i) }
+                default:                                                                  // the data buffer grows or shrinks
+                    if Bool.random(using: &rng) { buffer += Array(repeating: 0, count: pick([1, 4, 8, 48])) } else { buffer.removeLast(Swift.min(buffer.count, pick([1, 4, 6, 40]))) }
+                }
+            }
+            var parts = entries.map { e in
+                "\"\(e.name)\":" + (e.raw ?? "{\"dtype\":\(e.dtype),\"shape\":[\(e.shape.joined(separator: ","))],\"data_offsets\":[\(e.offsets.joined(separator: ","))]}")
+            }
+            if let metadata { parts.insert("\"__metadata__\":\(metadata)", at: Int.random(in: 0...parts.count, using: &rng)) }
+            var header = Array("{\(parts.joined(separator: ","))}".utf8)
+            while header.count % 8 != 0 { header.append(0x20) }
+            var length = UInt64(header.count)
+            if Int.random(in: 0..<10, using: &rng) == 0 { length = pick([0, 1, 7, length - 1, length + 1, length + 8, UInt64(Int64.max), UInt64.max]) }
+            var bytes = (0..<8).map { UInt8(truncatingIfNeeded: length >> (8 * UInt64($0))) }
+            bytes += header + buffer
+            let path = "\(folder)/mutated.safetensors"
+            _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
+            do {
+                let tensors = try SafeTensors.load(path)
+                let total = tensors.values.reduce(0) { $0 + $1.count * $1.dtype.byteSize }
+                #expect(total <= bytes.count, "\(total) bytes of tensors from a \(bytes.count)-byte file")
+                for (_, t) in tensors { _ = t.to(.float64).sum().item(Double.self) }
+                loaded += 1
+            } catch is SafeTensorsError {
+                rejected += 1
+            } catch {
+                Issue.record("not a SafeTensorsError: \(error)")
+            }
+        }
+        print("safetensors header mutations: \(cases) cases, \(rejected) rejected, \(loaded) loaded")
+        #expect(rejected > cases / 2 && loaded > 0)
     }
 
     @Test func shardedCheckpointsRoundTrip() throws {

@@ -30,6 +30,25 @@ struct ErrorTests {
         #expect(error?.message.contains("invalid for input of size 3") == true)
     }
 
+    /// Module code reads sizes between ops; after a failure the tensor is undefined (rank 0), so
+    /// `size` must fail like an op, not index past the shape: 3 cases (an undefined tensor, a
+    /// dimension past the rank, one below it).
+    @Test func sizesOfFailedOrTooSmallTensorsAreErrorsNotTraps() throws {
+        let error = #expect(throws: TorchError.self) {
+            try withTorchErrors {
+                let bad = Tensor.ones([3]).reshape(2, 2)
+                let width = bad.size(1)                           // undefined: rank 0
+                _ = Tensor.zeros([width, width]).sum()
+            }
+        }
+        #expect(error?.operation == "reshape")
+        for dim in [2, -3] {
+            let sized = #expect(throws: TorchError.self) { try withTorchErrors { _ = Tensor.ones([2, 3]).size(dim) } }
+            #expect(sized?.operation == "size" && sized?.message == "dimension \(dim) is out of range for a tensor of rank 2")
+        }
+        #expect(Tensor.ones([2, 3]).size(-1) == 3)
+    }
+
     @Test func nestedScopesAndValuesFromSuccessfulBodies() throws {
         let value = try withTorchErrors { try withTorchErrors { Tensor([1.0, 2.0]).sum().item(Double.self) } }
         #expect(value == 3)

@@ -42,11 +42,17 @@ public struct ImagePreprocessing: Codable, Sendable, Equatable {
                                   mean: json["image_mean"] as? [Double] ?? clipMean, std: json["image_std"] as? [Double] ?? clipStd)
     }
 
+    /// The largest output side `problems` accepts: 4,096 pixels (one 4,096² RGB float image is 201 MB).
+    public static let maxSize = 4_096
+
     public var problems: [String] {
         var result: [String] = []
         if size <= 0 { result.append("image size must be > 0, got \(size)") }
+        if size > Self.maxSize { result.append("image size must be ≤ \(Self.maxSize), got \(size)") }
         if shortestEdge < size { result.append("shortest edge \(shortestEdge) must be ≥ the crop size \(size)") }
+        if size > 0, shortestEdge / 4 > size { result.append("shortest edge \(shortestEdge) must be ≤ 4 × the crop size \(size)") }
         if mean.count != 3 || std.count != 3 { result.append("mean and std need 3 values (RGB)") }
+        if (mean + std).contains(where: { !$0.isFinite }) { result.append("mean and std values must be finite") }
         if std.contains(where: { $0 <= 0 }) { result.append("std values must be > 0") }
         return result
     }

@@ -20,6 +20,7 @@ public enum ModelBuilder {
                 throw TrainingError(message: "model.checkpoint \(path) is a text-only model; give it as model.text.checkpoint with a vision tower")
             }
             let preprocessing = checkpoint.preprocessing ?? ImagePreprocessing(size: recipe.data.imageSize ?? 224)
+            try checkImageSize(recipe, tower: model.visionModel, preprocessing.size)
             lock(model.visionModel, unlockedLayers: section.lockVision.unlockedLayers)
             lock(model.textModel, unlockedLayers: section.lockText.unlockedLayers)
             return (model, try checkpoint.tokenizer(), path, preprocessing)
@@ -39,7 +40,20 @@ public enum ModelBuilder {
         lock(model.visionModel, unlockedLayers: section.lockVision.unlockedLayers)
         lock(model.textModel, unlockedLayers: section.lockText.unlockedLayers)
         let size = recipe.data.imageSize ?? (vision as? CLIPVisionTransformer)?.config.imageSize ?? 224
+        try checkImageSize(recipe, tower: vision, size)
         return (model, tokenizer, tokenizerFolder, ImagePreprocessing(size: size))
+    }
+
+    /// `data.image_size` must be the vision tower's (a different size fails inside its first
+    /// forward pass: the position table has one row per patch).
+    static func checkImageSize(_ recipe: Recipe, tower: any ImageTower, _ size: Int) throws {
+        guard let towerSize = (tower as? CLIPVisionTransformer)?.config.imageSize else { return }
+        if let asked = recipe.data.imageSize, asked != towerSize {
+            throw TrainingError(message: "data.image_size is \(asked) but the vision tower takes \(towerSize) × \(towerSize) images; remove data.image_size or make them agree")
+        }
+        if size != towerSize {
+            throw TrainingError(message: "the image preprocessing gives \(size) × \(size) images but the vision tower takes \(towerSize) × \(towerSize)")
+        }
     }
 
     /// The text tower of `model.text`: from a checkpoint, or built from its sizes (CLIP or BERT),
