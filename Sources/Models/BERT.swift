@@ -145,11 +145,16 @@ public final class BertModel: Module, TextTower {
 
     public var width: Int { config.hiddenSize }
 
+    /// Where the tower's weights are (inputs from elsewhere are copied there).
+    public var device: Device { embeddings.wordEmbeddings.weight.device }
+
     public func lastHiddenState(ids: Tensor, attentionMask: Tensor?) -> Tensor {
-        encoder.layer.reduce(embeddings(ids)) { h, layer in layer(h, keep: attentionMask) }
+        let device = device, keep = attentionMask?.on(device)
+        return encoder.layer.reduce(embeddings(ids.on(device))) { h, layer in layer(h, keep: keep) }
     }
 
     public func pooled(ids: Tensor, attentionMask: Tensor?) -> Tensor {
+        let ids = ids.on(device), attentionMask = attentionMask?.on(device)
         let hidden = lastHiddenState(ids: ids, attentionMask: attentionMask)
         switch pooling {
         case .pooler:

@@ -5,6 +5,8 @@ import Torch
 public protocol ImageTower: Module {
     /// Width of the pooled features.
     var width: Int { get }
+    /// Where its weights are; inputs on another device are copied there.
+    var device: Device { get }
     /// Pixels [batch, 3, H, W] → pooled features [batch, width].
     func pooled(_ pixels: Tensor) -> Tensor
 }
@@ -12,6 +14,8 @@ public protocol ImageTower: Module {
 /// A tower that turns token ids into one pooled vector each.
 public protocol TextTower: Module {
     var width: Int { get }
+    /// Where its weights are; inputs on another device are copied there.
+    var device: Device { get }
     /// ids [batch, tokens] (int64) and an optional attention mask (1 = real token) → [batch, width].
     func pooled(ids: Tensor, attentionMask: Tensor?) -> Tensor
 }
@@ -71,9 +75,12 @@ public final class CLIPVisionTransformer: Module, ImageTower {
 
     public var width: Int { config.hiddenSize }
 
+    /// Where the tower's weights are (inputs from elsewhere are copied there).
+    public var device: Device { embeddings.patchEmbedding.weight.device }
+
     /// Hidden states of every token [batch, 1 + patches, width].
     public func lastHiddenState(_ pixels: Tensor) -> Tensor {
-        encoder(preLayrnorm(embeddings(pixels)))
+        encoder(preLayrnorm(embeddings(pixels.on(device))))
     }
 
     /// The class token after the post-LayerNorm.
@@ -114,11 +121,16 @@ public final class CLIPTextTransformer: Module, TextTower {
 
     public var width: Int { config.hiddenSize }
 
+    /// Where the tower's weights are (inputs from elsewhere are copied there).
+    public var device: Device { embeddings.tokenEmbedding.weight.device }
+
     public func lastHiddenState(ids: Tensor, attentionMask: Tensor?) -> Tensor {
-        finalLayerNorm(encoder(embeddings(ids), mask: AttentionMask(causal: true, keyPadding: attentionMask)))
+        let device = device
+        return finalLayerNorm(encoder(embeddings(ids.on(device)), mask: AttentionMask(causal: true, keyPadding: attentionMask?.on(device))))
     }
 
     public func pooled(ids: Tensor, attentionMask: Tensor?) -> Tensor {
+        let ids = ids.on(device)
         let hidden = lastHiddenState(ids: ids, attentionMask: attentionMask)
         // transformers: configs from before its PR #24773 say eos_token_id = 2 and pool at the
         // largest id; newer ones pool at the first eos. int32 before argmax: ONNX runtimes lack int64 ArgMax.

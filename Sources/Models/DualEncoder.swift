@@ -37,6 +37,9 @@ public final class DualEncoder: Module {
         self.projectionDim = projectionDim
     }
 
+    /// Where the model computes (its towers' weights; `to(_:)` moves them).
+    public var device: Device { visionModel.device }
+
     /// Projected image features, as transformers' `get_image_features` (not normalised).
     public func imageFeatures(_ pixels: Tensor) -> Tensor { visualProjection(visionModel.pooled(pixels)) }
 

@@ -125,6 +125,21 @@ public enum ShardedSafeTensors {
         return path.hasSuffix(".json") ? try loadIndexed(path) : try SafeTensors.load(path)
     }
 
+    /// The floating-point types a folder's weights are stored in (headers only; empty when
+    /// they cannot be read — loading reports that).
+    public static func storedFloatTypes(_ folder: String) -> Set<DType> {
+        var files = ["\(folder)/\(singleFile)"]
+        if let data = FileManager.default.contents(atPath: "\(folder)/\(indexFile)"), let index = try? JSONDecoder().decode(Index.self, from: data) {
+            files = Set(index.weightMap.values).map { "\(folder)/\($0)" }
+        }
+        var types = Set<DType>()
+        for file in files {
+            guard let header = try? SafeTensorsFile(path: file) else { continue }
+            for entry in header.entries.values where entry.dtype.isFloatingPoint { types.insert(entry.dtype) }
+        }
+        return types
+    }
+
     private struct Index: Codable {
         var metadata: [String: Int]?
         var weightMap: [String: String]

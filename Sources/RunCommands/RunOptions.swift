@@ -21,6 +21,7 @@ public struct RunOptions: ParsableArguments {
     public var model: String?
     @Option(help: "fp32 or bf16 (precision).") public var precision: String?
     @Option(help: "Seed of initialisation, shuffling and augmentation (seed).") public var seed: Int?
+    @Option(help: "auto, cpu, cuda or cuda:N (device; auto: the first GPU when there is one).") public var device: String?
 
     public init() {}
 
@@ -39,6 +40,7 @@ public struct RunOptions: ParsableArguments {
         if let outputDir { result.append("checkpoint.directory=\(quoted(outputDir))") }
         if let precision { result.append("precision=\(quoted(precision))") }
         if let seed { result.append("seed=\(seed)") }
+        if let device { result.append("device=\(quoted(device))") }
         return result + overrides
     }
 

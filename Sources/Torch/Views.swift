@@ -14,6 +14,11 @@ extension Tensor {
         }
     }
 
+    /// This tensor on `device`: itself when it is already there (no copy, no recorded op).
+    public func on(_ device: Device, nonBlocking: Bool = false) -> Tensor {
+        self.device == device ? self : to(device, nonBlocking: nonBlocking)
+    }
+
     public func contiguous(file: StaticString = #fileID, line: UInt = #line) -> Tensor {
         makeTensor(.contiguous, CallSite(file: file, line: line), inputs: [self]) { ct_contiguous(handle, $0) }
     }

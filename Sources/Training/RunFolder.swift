@@ -38,9 +38,9 @@ final class RunFolder {
             try Self.clear(path)
         }
         do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            try OutputLocation.createFolder(path, for: "the run folder \(path)")
         } catch {
-            throw TrainingError(message: "cannot create the run folder \(path): \(Self.reason(error)); check checkpoint.directory and its permissions")
+            throw TrainingError(message: "\(OutputLocation.explain(error)); check checkpoint.directory, name and their permissions")
         }
         lockDescriptor = try Self.lock(path)
         let hasCheckpoint = FileManager.default.fileExists(atPath: "\(path)/last/\(Checkpoint.stateFile)")
@@ -103,20 +103,7 @@ final class RunFolder {
             throw TrainingError(message: "--overwrite: cannot move \(path) aside: \(String(cString: strerror(errno)))")
         }
         do { try FileManager.default.removeItem(atPath: aside) } catch {
-            throw TrainingError(message: "--overwrite: moved the previous run to \(aside) but could not delete it: \(reason(error))")
-        }
-    }
-
-    /// A file-system error in the user's terms (Foundation's NSCocoaErrorDomain codes otherwise).
-    static func reason(_ error: any Error) -> String {
-        let ns = error as NSError
-        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
-            return String(cString: strerror(Int32(underlying.code)))
-        }
-        switch ns.code {
-        case NSFileWriteFileExistsError, NSFileWriteNoPermissionError: return "a file is in the way or permission is denied"
-        case NSFileNoSuchFileError, NSFileReadNoSuchFileError: return "a parent folder does not exist"
-        default: return ns.localizedDescription
+            throw TrainingError(message: "--overwrite: moved the previous run to \(aside) but could not delete it: \(OutputLocation.explain(error))")
         }
     }
 

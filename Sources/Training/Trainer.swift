@@ -42,7 +42,9 @@ public final class Trainer {
             }
             state = try Checkpoint.load(from: "\(setup.runFolder)/last", into: setup.model, trainingHeads: setup.objective.trainingHeads,
                                         optimizer: setup.optimizer)
-            try state.restoreRandomState()
+            // A run started on another kind of device has no state for this one's generator.
+            let saved = state.rngStates
+            try state.restoreRandomState(Self.generators(of: setup.device).filter { saved[$0.key] != nil })
             metrics = try MetricsLog(path: "\(setup.runFolder)/metrics.jsonl", resumeAt: state.globalStep)
             records = try MetricsLog.read("\(setup.runFolder)/metrics.jsonl")
         } else {
@@ -96,7 +98,7 @@ public final class Trainer {
                 } catch is LoadingInterrupted {
                     return try finishInterrupted(lastEval)
                 }
-                guard let batch = fetched else { break }
+                guard let batch = fetched?.on(setup.device, nonBlocking: true) else { break }
                 window.dataTime += Date().timeIntervalSince(fetchStarted)
                 micro.append(batch)
                 // Ctrl-C between micro-batches stops before the step (last/ is the previous step's).
@@ -108,7 +110,7 @@ public final class Trainer {
                 let plateauScale = state.plateau?.scale ?? 1
                 setup.optimizer.setLearningRates { self.setup.schedule.learningRate(at: step, base: $0) * plateauScale }
                 let stepStarted = Date()
-                let terms = trainStep(micro)
+                let terms = try trainStep(micro)
                 let total = terms["loss"]!
                 if !total.isFinite {
                     nonFinite += 1
@@ -222,8 +224,24 @@ public final class Trainer {
         return Double(state.globalStep) / Double(perEpoch)
     }
 
-    /// One optimizer step over `micro` micro-batches; returns the loss terms as numbers.
-    private func trainStep(_ micro: [Batch]) -> [String: Double] {
+    /// The generators of the run's device besides the CPU's (dropout on CUDA draws from its own).
+    private static func generators(of device: Device) -> [String: Generator] {
+        guard case .cuda = device else { return [:] }
+        return ["torch_cuda": Generator.default(device: device)]
+    }
+
+    /// One optimizer step over `micro` micro-batches; returns the loss terms as numbers. A
+    /// libtorch failure (the device out of memory, above all) is an error that says what to change.
+    private func trainStep(_ micro: [Batch]) throws -> [String: Double] {
+        do {
+            return try withTorchErrors { optimizerStep(micro) }
+        } catch let error as TorchError {
+            throw StepFailure.explain(error, step: state.globalStep, batchSize: micro.first?.count ?? 0, microBatches: micro.count,
+                                      device: setup.device, precision: setup.precision)
+        }
+    }
+
+    private func optimizerStep(_ micro: [Batch]) -> [String: Double] {
         setup.optimizer.zeroGrad()
         var totals = setup.objective.forwardBackward(micro)
         guard totals["loss"]?.isFinite == true else { return totals }
@@ -291,7 +309,7 @@ public final class Trainer {
     public func saveLast() throws { try save(to: lastFolder) }
 
     private func save(to folder: String) throws {
-        state.captureRandomState()
+        state.captureRandomState(Self.generators(of: setup.device))
         try Checkpoint.save(to: folder, model: setup.model, trainingHeads: setup.objective.trainingHeads, optimizer: setup.optimizer,
                             state: state, files: try setup.objective.checkpointFiles())
         try setup.objective.saveRunState(in: setup.runFolder)

@@ -2,6 +2,7 @@ import Datasets
 import Foundation
 import NN
 import Optim
+import Torch
 
 /// Everything one training run needs, in domain terms (`RunBuilder` makes one from a recipe).
 public struct TrainingSetup {
@@ -34,6 +35,12 @@ public struct TrainingSetup {
     /// Called after every completed step with the global step (monitoring, tests).
     public var onStep: ((Int) -> Void)?
     public var recipeJSON: Data?
+    /// Where the model, batches and losses live (`place(on:)` the objective before training).
+    public var device: Device = .cpu
+    /// For messages (an out-of-memory step suggests bf16 when it is fp32).
+    public var precision: Precision = .fp32
+    /// What the run prints before its first step besides its settings (converted weights).
+    public var notes: [String] = []
 
     /// The model being trained.
     public var model: Module { objective.model }

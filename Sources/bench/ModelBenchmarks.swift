@@ -26,18 +26,21 @@ struct BenchModel {
     let model: DualEncoder
     let pixels: Tensor, ids: Tensor, mask: Tensor
 
-    init(_ folder: String) throws {
+    init(_ folder: String, device: String = "cpu") throws {
+        let device = try Device.parse(device)
         guard case .dualEncoder(let model) = try Pretrained.load(folder).model else { throw ValidationError("\(folder) is not a CLIP") }
+        model.to(device)
         self.model = model
         let batch = try SafeTensors.load("\(folder)/batch.safetensors")
         guard let pixels = batch["pixel_values"], let ids = batch["input_ids"], let mask = batch["attention_mask"] else {
             throw ValidationError("\(folder)/batch.safetensors lacks pixel_values, input_ids or attention_mask")
         }
-        (self.pixels, self.ids, self.mask) = (pixels, ids, mask)
+        (self.pixels, self.ids, self.mask) = (pixels.on(device), ids.on(device), mask.on(device))
     }
 }
 
-/// Seconds of each timed call after `warmup` untimed ones.
+/// Seconds of each timed call after `warmup` untimed ones. Each call ends by reading a value
+/// back (`item`), which waits for the device, so the clock sees the work itself.
 func timed(warmup: Int, repetitions: Int, _ body: () -> Void) -> [Double] {
     for _ in 0..<warmup { body() }
     return (0..<repetitions).map { _ in
@@ -56,10 +59,11 @@ struct TrainStep: ParsableCommand {
     @Option(help: "Timed steps.") var steps = 10
     @Option(help: "Intra-op threads.") var threads = 2
     @Flag(help: "bf16 autocast for forward and loss.") var bf16 = false
+    @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
 
     func run() throws {
         Torch.threadCount = threads
-        let m = try BenchModel(model)
+        let m = try BenchModel(model, device: device)
         m.model.train()
         // open_clip's groups and the reference side's AdamW settings.
         let optimizer = AdamW(groups: ParameterGroup.standard(m.model, learningRate: 1e-4, weightDecay: 0.1), betas: (0.9, 0.98), eps: 1e-6)
@@ -70,12 +74,12 @@ struct TrainStep: ParsableCommand {
                 clipLoss(imageFeatures: m.model.imageFeatures(m.pixels), textFeatures: m.model.textFeatures(ids: m.ids, attentionMask: m.mask),
                          logitScale: m.model.logitScale)
             }
-            let loss = bf16 ? withAutocast(.bfloat16, forward) : forward()
+            let loss = bf16 ? withAutocast(.bfloat16, device: m.model.device, forward) : forward()
             loss.backward()
             optimizer.step()
             losses.append(loss.item(Double.self))
         }
-        emit(["median_s": median(times), "min_s": times.min()!, "steps_s": times, "loss_first": losses.first!, "loss_last": losses.last!,
+        emit(["median_s": median(times), "min_s": times.min()!, "steps_s": times, "device": device, "loss_first": losses.first!, "loss_last": losses.last!,
               "peak_rss_mb": peakRSSMegabytes(), "threads": Torch.threadCount, "bf16": bf16])
     }
 }
@@ -89,10 +93,11 @@ struct EmbedThroughput: ParsableCommand {
     @Option var warmup = 2
     @Option var reps = 10
     @Option(help: "Intra-op threads.") var threads = 2
+    @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
 
     func run() throws {
         Torch.threadCount = threads
-        let m = try BenchModel(model)
+        let m = try BenchModel(model, device: device)
         m.model.eval()
         func tile(_ t: Tensor) -> Tensor {
             let copies = (batch + t.size(0) - 1) / t.size(0)
@@ -105,7 +110,7 @@ struct EmbedThroughput: ParsableCommand {
                 _ = out.sum().item(Double.self)
             }
         }
-        emit(["median_s": median(times), "items_per_s": Double(batch) / median(times), "threads": Torch.threadCount])
+        emit(["median_s": median(times), "items_per_s": Double(batch) / median(times), "threads": Torch.threadCount, "device": device])
     }
 }
 

@@ -20,11 +20,13 @@ struct Embed: ParsableCommand {
     @Flag(help: "Write projected features as transformers' get_image_features / get_text_features return them, not L2-normalised.")
     var raw = false
     @Option(help: "Texts or images per forward pass.") var batchSize = 32
+    @Option(help: "auto, cpu, cuda or cuda:N (auto: the first GPU when there is one).") var device = "auto"
 
     func validate() throws {
         if !texts.isEmpty && textsFile != nil { throw ValidationError("give --texts or --texts-file, not both") }
         if images.isEmpty && texts.isEmpty && textsFile == nil { throw ValidationError("nothing to embed: give --images and/or --texts / --texts-file") }
         if batchSize <= 0 { throw ValidationError("--batch-size must be positive") }
+        guard Device.isWellFormed(device) else { throw ValidationError("--device must be auto, cpu, cuda or cuda:N, found \"\(device)\"") }
     }
 
     func run() throws {
@@ -38,7 +40,12 @@ struct Embed: ParsableCommand {
         if let empty = allTexts.firstIndex(where: { $0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty }) {
             throw EmbedError("\(textsFile.map { "\($0): item" } ?? "--texts: text") \(empty + 1) of \(allTexts.count) is empty; give each text some words (an empty caption embeds nothing)")
         }
+        let device = try Device.parse(self.device)
         let loaded = try Pretrained.load(checkpoint)
+        switch loaded.model {
+        case .dualEncoder(let model): model.to(device)
+        case .textEncoder(let bert, _): bert.to(device)
+        }
         var output: [String: Any] = [:]
         var imageEmbeds: Tensor?, textEmbeds: Tensor?
 

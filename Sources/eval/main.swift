@@ -25,11 +25,13 @@ struct Eval: ParsableCommand {
     @Option(help: "Decode threads.") var threads = 2
     @Option(help: "A/B: bootstrap resamples of the validation pairs.") var resamples = 1_000
     @Option(help: "A/B: seed of the bootstrap resampling.") var seed: UInt64 = 0
+    @Option(help: "auto, cpu, cuda or cuda:N (auto: the first GPU when there is one).") var device = "auto"
 
     func validate() throws {
         guard (1...2).contains(checkpoint.count) else { throw ValidationError("give one --checkpoint, or two to compare") }
         guard batchSize > 0, threads > 0 else { throw ValidationError("--batch-size and --threads must be positive") }
         guard resamples > 0 else { throw ValidationError("--resamples must be positive") }
+        guard Device.isWellFormed(device) else { throw ValidationError("--device must be auto, cpu, cuda or cuda:N, found \"\(device)\"") }
         let columns = [("--image-column", imageColumn), ("--caption-column", captionColumn), ("--label-column", labelColumn)]
         if !DatasetSource.isManifest(data), let (flag, _) = columns.first(where: { $0.1 != nil }) {
             throw ValidationError("\(flag) names a manifest column, and --data \(data) is a shard pattern (manifests end in \(DatasetSource.manifestSuffixes.joined(separator: ", "))); shards name their members by extension (.jpg, .txt or .json, .cls)")
@@ -38,6 +40,7 @@ struct Eval: ParsableCommand {
     }
 
     func run() throws {
+        let device = try Device.parse(self.device)
         let source = try DatasetSource.open(data, imageColumn: imageColumn ?? "image_path", captionColumn: captionColumn ?? "caption",
                                             labelColumn: labelColumn)
         let zeroShot = try classes.map(ZeroShotClasses.load)
@@ -47,6 +50,7 @@ struct Eval: ParsableCommand {
         for path in checkpoint {
             let loaded = try Pretrained.load(path)
             guard case .dualEncoder(let model) = loaded.model else { throw EvaluationError("\(path) is a text-only model; eval needs image and text towers") }
+            model.to(device)
             let pipeline = ImagePipeline(preprocessing: loaded.preprocessing ?? ImagePreprocessing())
             let loader = DataLoader(source: source, pipeline: pipeline, options: DataLoaderOptions(batchSize: batchSize, threads: threads, shuffle: false))
             let tokenizer = try loaded.tokenizer()

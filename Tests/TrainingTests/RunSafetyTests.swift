@@ -103,7 +103,7 @@ struct RunSafetyTests {
                 return error.errors.map(\.path)
             }
         }
-        for name in ["..", ".", "", " x", ".hidden", "a/b"] {
+        for name in ["..", ".", "", "   ", " x", ".hidden", "a/b"] {
             #expect(problems(["name=\"\(name)\""]) == ["name"], "name \"\(name)\"")
         }
         #expect(problems(["checkpoint.keep_last=false"]) == ["checkpoint.keep_last"])   // no data.val: nothing would be saved
@@ -240,5 +240,66 @@ struct RunSafetyTests {
         }
         print("recipe mutations: \(decoded) decoded, \(refused) refused, 0 traps")
         #expect(decoded > 0 && refused > 0)
+    }
+}
+
+/// The rest of issue 16's cases: an empty validation set, a teacher with a broken config and
+/// a run folder that is a file.
+@Suite("Run safety: validation data, teachers, folders", .serialized)
+struct RunSafetyEdgeTests {
+    /// Validation data with no rows is refused before training; one whose every sample is bad
+    /// fails at the first evaluation with last/ saved first.
+    @Test func emptyValidationSets() throws {
+        let folder = temporaryFolder()
+        try "image_path,caption\n".write(toFile: "\(folder)/none.csv", atomically: true, encoding: .utf8)
+        let empty = try tinyRecipe(folder, name: "empty-val", steps: 2, extra: [#"data.val={"manifest": "\#(folder)/none.csv"}"#])
+        let refused = #expect(throws: (any Error).self) { _ = try RunBuilder.contrastive(empty, resolved: nil) }
+        #expect(refused.map { "\($0)" }?.contains("none.csv") == true, "the message names the file: \(String(describing: refused))")
+        #expect(!FileManager.default.fileExists(atPath: "\(folder)/empty-val"), "nothing was started")
+
+        let broken = try jpegManifest(folder, count: 8, missing: Set(0..<8))
+        let unusable = try tinyRecipe(folder, name: "bad-val", steps: 4, extra: [#"data.val={"manifest": "\#(broken)"}"#, "checkpoint.every_steps=null",
+                                                                               "eval.zeroshot=null", "early_stopping=null"])
+        let error = #expect(throws: (any Error).self) { try Trainer(try RunBuilder.contrastive(unusable, resolved: nil), resume: false).run() }
+        #expect(error.map { "\($0)" }?.contains("has no usable samples (8 skipped)") == true, "\(String(describing: error))")
+        #expect(try Checkpoint.readState("\(folder)/bad-val/last").globalStep == 4, "the training done is saved before the failure")
+    }
+
+    /// A teacher whose config.json is broken is an error naming the file and key, not a trap.
+    @Test func aTeacherWithABrokenConfigIsRefused() throws {
+        let runs = temporaryFolder()
+        try Trainer(try RunBuilder.contrastive(try tinyRecipe(runs, name: "teacher", steps: 2, extra: ["early_stopping=null"]), resolved: nil), resume: false).run()
+        let cases: [(String, (inout [String: Any]) -> Void, String)] = [
+            ("channels", { c in var v = c["vision_config"] as! [String: Any]; v["num_channels"] = 0; c["vision_config"] = v }, "vision_config.num_channels"),
+            ("projection", { $0["projection_dim"] = -4 }, "projection_dim"),
+            ("vocabulary", { c in var t = c["text_config"] as! [String: Any]; t["vocab_size"] = 100_000_000_000_000; c["text_config"] = t }, "text_config.vocab_size"),
+        ]
+        for (label, change, key) in cases {
+            let teacher = "\(runs)/teacher-\(label)"
+            try FileManager.default.copyItem(atPath: "\(runs)/teacher/last", toPath: teacher)
+            var config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(teacher)/config.json"))) as! [String: Any]
+            change(&config)
+            try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: "\(teacher)/config.json"))
+            let student = try tinyRecipe(runs, name: "student-\(label)", steps: 2, extra: [#"distill={"teacher": "\#(teacher)"}"#])
+            let error = #expect(throws: (any Error).self) { _ = try RunBuilder.distillation(student, resolved: nil) }
+            let message = error.map { "\($0)" } ?? ""
+            #expect(message.contains("config.json") && message.contains(key), "\(label): \(message)")
+        }
+    }
+
+    /// A run folder (or checkpoint directory) that is a file: said plainly, nothing changed.
+    @Test func aRunFolderThatIsAFile() throws {
+        let runs = temporaryFolder()
+        try "not a folder".write(toFile: "\(runs)/taken", atomically: true, encoding: .utf8)
+        let recipe = try tinyRecipe(runs, name: "taken", steps: 2)
+        let error = #expect(throws: (any Error).self) { _ = try Trainer(try RunBuilder.contrastive(recipe, resolved: nil), resume: false) }
+        let message = error.map { "\($0)" } ?? ""
+        #expect(message.contains("\(runs)/taken") && message.contains("is a file") && !message.contains("NSCocoaErrorDomain"), "\(message)")
+        #expect(try String(contentsOfFile: "\(runs)/taken", encoding: .utf8) == "not a folder")
+
+        let parent = try tinyRecipe(runs, name: "inside", steps: 2, extra: ["checkpoint.directory=\"\(runs)/taken\""])
+        let nested = #expect(throws: (any Error).self) { _ = try Trainer(try RunBuilder.contrastive(parent, resolved: nil), resume: false) }
+        let said = nested.map { "\($0)" } ?? ""
+        #expect(said.contains("taken") && said.contains("is a file") && !said.contains("NSCocoaErrorDomain"), "\(said)")
     }
 }

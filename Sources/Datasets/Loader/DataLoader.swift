@@ -60,6 +60,16 @@ public struct Batch: @unchecked Sendable {
     /// Samples of this epoch consumed after this batch, counting skipped ones: resume here.
     public let position: Int
     public var count: Int { captions.count }
+
+    /// The batch with its tensors on `device` (itself on the CPU). `nonBlocking` copies from
+    /// pinned memory return at once and overlap whatever the host does next.
+    public func on(_ device: Device, nonBlocking: Bool = false) -> Batch {
+        guard device != pixels.device else { return self }
+        return Batch(pixels: pixels.on(device, nonBlocking: nonBlocking), teacherPixels: teacherPixels?.on(device, nonBlocking: nonBlocking),
+                     captions: captions, tokenIds: tokenIds?.on(device, nonBlocking: nonBlocking),
+                     attentionMask: attentionMask?.on(device, nonBlocking: nonBlocking),
+                     labels: labels, origins: origins, epoch: epoch, position: position)
+    }
 }
 
 /// A seeded, multi-threaded image-text loader. Threads decode and augment samples into a
@@ -141,6 +151,8 @@ public final class EpochIterator {
     /// second, and throws `LoadingInterrupted` when it says yes (Ctrl-C during a slow read).
     public func next(stopWhen: (() -> Bool)? = nil) throws -> Batch? {
         guard !finished else { return nil }
+        // Asked before anything is taken too, so an interrupt never depends on whether samples happen to be ready.
+        if stopWhen?() == true { throw LoadingInterrupted() }
         let options = loader.options
         var pixels = [Float](), teacherViewPixels = [Float]()
         pixels.reserveCapacity(options.batchSize * (loader.pipeline?.sampleCount ?? 0))

@@ -121,3 +121,20 @@ public enum ModelBuilder {
         }
     }
 }
+
+extension ModelBuilder {
+    /// Notes on checkpoints stored in another precision than the model trains in: their weights
+    /// are converted to float32 on load (training keeps fp32 master weights whatever the
+    /// `precision`, which only sets the compute type), and the run says so.
+    static func conversionNotes(_ recipe: Recipe) -> [String] {
+        let model = recipe.model
+        let folders = [("model.checkpoint", model.checkpoint), ("model.vision.checkpoint", model.vision.checkpoint),
+                       ("model.text.checkpoint", model.text.checkpoint)]
+        return folders.compactMap { key, folder in
+            guard let folder else { return nil }
+            let stored = ShardedSafeTensors.storedFloatTypes(folder).subtracting([.float32]).sorted { $0.description < $1.description }
+            guard !stored.isEmpty else { return nil }
+            return "note: \(key) \(folder) stores \(stored.map(\.description).joined(separator: " and ")) weights; they are converted to float32 for training (precision \(recipe.precision.rawValue) sets only the compute type), and checkpoints are saved in float32"
+        }
+    }
+}

@@ -26,7 +26,9 @@ public enum RunBuilder {
         // a path whose value already has a problem is not reported twice.
         let files = recipe.problemsWithPaths(relativeTo: paths.workingDirectory) { FileManager.default.fileExists(atPath: $0) }
             .filter { file in !problems.contains { $0.path == file.path || file.path.hasPrefix($0.path + ".") || $0.path.hasPrefix(file.path + ".") } }
-        if !problems.isEmpty || !files.isEmpty { throw RecipeErrors(file: path, errors: problems + files) }
+        // The device must exist here (a recipe written for a GPU machine, run on a laptop).
+        let machine = problems.contains { $0.path == "device" } ? [] : recipe.problemsWithThisMachine()
+        if !problems.isEmpty || !files.isEmpty || !machine.isEmpty { throw RecipeErrors(file: path, errors: problems + files + machine) }
         return (recipe, recipe.resolvedJSON())
     }
 
@@ -117,7 +119,10 @@ public enum RunBuilder {
             // Caption alternatives are drawn with the seed: a fixed one makes evaluation the
             // same as `eval`'s (and independent of the training seed).
             valOptions.seed = 0
-            validation = DataLoader(source: try source(val), pipeline: images.map { ImagePipeline(preprocessing: $0.preprocessing) }, options: valOptions)
+            let valSource = try source(val)
+            // An empty validation set would fail only at the first evaluation, after training.
+            guard try sampleCount(valSource) > 0 else { throw TrainingError(message: "data.val holds no samples; give validation data or set data.val to null") }
+            validation = DataLoader(source: valSource, pipeline: images.map { ImagePipeline(preprocessing: $0.preprocessing) }, options: valOptions)
             // Zero-shot accuracy on data without class labels would be missing from every evaluation.
             if images != nil, let zeroshot = recipe.eval.zeroshot, let validation {
                 try ZeroShotClasses.load(zeroshot.classes).checkLabels(in: validation.source, name: "data.val", labelSetting: "data.val.label_column")
@@ -162,6 +167,10 @@ public enum RunBuilder {
         setup.logEverySteps = recipe.logEverySteps
         setup.maxNonFiniteSteps = recipe.maxNonFiniteSteps
         setup.recipeJSON = resolved
+        setup.precision = recipe.precision
+        setup.notes = ModelBuilder.conversionNotes(recipe)
+        setup.device = try Device.parse(recipe.device)
+        objective.place(on: setup.device)
         return setup
     }
 

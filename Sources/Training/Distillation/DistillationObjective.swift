@@ -84,14 +84,20 @@ public final class DistillationObjective: TrainingObjective {
         guard let cache else { return (teacher.imageEmbeddings(pixels), teacher.textEmbeddings(batch.captions)) }
         let image = cache.cachesImages
             ? cache.images(batch.origins) { rows in
-                teacher.imageEmbeddings(pixels.indexSelect(dim: 0, index: Tensor(rows.map(Int64.init), shape: [rows.count])))
-            }
+                teacher.imageEmbeddings(pixels.indexSelect(dim: 0, index: Tensor(rows.map(Int64.init), shape: [rows.count]).on(pixels.device)))
+            }.on(teacher.device)   // the cache keeps host rows
             : teacher.imageEmbeddings(pixels)
-        let text = cache.texts(batch.captions) { rows in teacher.textEmbeddings(rows.map { batch.captions[$0] }) }
+        let text = cache.texts(batch.captions) { rows in teacher.textEmbeddings(rows.map { batch.captions[$0] }) }.on(teacher.device)
         return (image, text)
     }
 
     public func afterOptimizerStep() { student.afterOptimizerStep() }
+
+    public func place(on device: Device) {
+        model.to(device)
+        trainingHeads?.to(device)
+        teacher.place(on: device)
+    }
 
     public func explainNonFinite(_ micro: [Batch]) -> String? {
         if let inputs = nonFiniteInputs(micro) { return inputs }

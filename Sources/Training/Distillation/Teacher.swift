@@ -45,6 +45,18 @@ public final class Teacher {
         }
     }
 
+    /// Where the teacher computes (and where its embeddings are returned).
+    public private(set) var device: Device = .cpu
+
+    /// Moves the teacher's weights to `device`.
+    public func place(on device: Device) {
+        switch checkpoint.model {
+        case .dualEncoder(let encoder): encoder.to(device)
+        case .textEncoder(let bert, _): bert.to(device)
+        }
+        self.device = device
+    }
+
     /// Normalised image embeddings [n, D] of pixels preprocessed the teacher's way.
     public func imageEmbeddings(_ pixels: Tensor) -> Tensor {
         guard let encoder = dualEncoder else { fatalError("a text-only teacher has no image tower") }

@@ -42,9 +42,15 @@ public final class TextDistillationObjective: TrainingObjective {
         return F.normalize(projections.projectText(student.pooled(ids: ids, attentionMask: mask)), dim: -1)
     }
 
+    public func place(on device: Device) {
+        model.to(device)
+        trainingHeads?.to(device)
+        teacher.place(on: device)
+    }
+
     func teacherEmbeddings(_ sentences: [String]) -> Tensor {
         guard let cache else { return teacher.textEmbeddings(sentences) }
-        return cache.texts(sentences) { rows in teacher.textEmbeddings(rows.map { sentences[$0] }) }
+        return cache.texts(sentences) { rows in teacher.textEmbeddings(rows.map { sentences[$0] }) }.on(teacher.device)   // the cache keeps host rows
     }
 
     public func forwardBackward(_ micro: [Batch]) -> [String: Double] {
@@ -64,7 +70,7 @@ public final class TextDistillationObjective: TrainingObjective {
             }
             if weights.contrastive > 0 {
                 let logits = embeddings.matmul(target.mT) * teacher.logitScale
-                terms["contrastive_loss"] = F.crossEntropy(logits, Tensor.arange(0, logits.size(0))) * weights.contrastive
+                terms["contrastive_loss"] = F.crossEntropy(logits, Tensor.arange(0, logits.size(0), device: logits.device)) * weights.contrastive
             }
             guard backward(terms, into: &totals, microBatches: micro.count, perMicroBatch: Set(terms.keys)) else { return totals }
         }
@@ -90,7 +96,7 @@ public final class TextDistillationObjective: TrainingObjective {
         let cosine = (allStudents * allTeachers).sum(dim: -1)
         let nearest = allStudents.matmul(allTeachers.mT).argmax(dim: 1)
         let count = allStudents.size(0)
-        let correct = nearest.eq(Tensor.arange(0, count)).to(.float32).mean()
+        let correct = nearest.eq(Tensor.arange(0, count, device: nearest.device)).to(.float32).mean()
         return ["teacher_cosine": cosine.mean().item(Double.self), "teacher_cosine_min": cosine.min().item(Double.self),
                 "teacher_match_R@1": correct.item(Double.self), "val_samples": Double(count)]
     }

@@ -38,6 +38,8 @@ public protocol TrainingObjective: AnyObject {
     /// (a broken teacher, non-finite inputs); nil when it is (then the learning rate is the
     /// usual suspect).
     func explainNonFinite(_ micro: [Batch]) -> String?
+    /// Moves everything that computes (model, training heads, a teacher) to `device`.
+    func place(on device: Device)
 }
 
 extension TrainingObjective {
@@ -45,6 +47,11 @@ extension TrainingObjective {
     public func afterOptimizerStep() {}
     public func logValues() -> [String: Double] { [:] }
     public func saveRunState(in runFolder: String) throws {}
+
+    public func place(on device: Device) {
+        model.to(device)
+        trainingHeads?.to(device)
+    }
 
     public func explainNonFinite(_ micro: [Batch]) -> String? { nonFiniteInputs(micro) }
 

@@ -35,6 +35,15 @@ public struct Recipe: Sendable, Equatable {
     public var checkpoint = CheckpointSection()
     /// Numeric precision of the forward and backward passes.
     public var precision: Precision = .fp32
+    /// Where the model, the batches, the losses and the evaluations live: "auto" (the first
+    /// CUDA device when there is one, else the CPU), "cpu", "cuda" or "cuda:N".
+    public var device = "auto"
+    /// TensorFloat-32 matmuls and convolutions on CUDA (Ampere and later): faster fp32, about
+    /// 10 bits of mantissa in the products. Off by default, as in PyTorch.
+    public var tf32 = false
+    /// Deterministic algorithms only (libtorch refuses ops that have none): runs repeat bit for
+    /// bit on CUDA too, a little slower.
+    public var deterministic = false
     /// Passes over the training data. At least one of `epochs` and `maxSteps` is set; with both,
     /// training stops at whichever comes first.
     public var epochs: Int?

@@ -6,7 +6,7 @@ extension Recipe {
     /// else (model, data, batch, optimizer, schedule, loss, seed, precision) changes the training
     /// itself, so resuming with it changed would no longer continue the same run.
     static let resumableKeys = ["name", "resume", "eval", "log_every_steps", "max_non_finite_steps", "checkpoint", "early_stopping",
-                                "data.threads", "data.val", "epochs", "max_steps"]
+                                "data.threads", "data.val", "epochs", "max_steps", "device", "tf32", "deterministic"]
 
     /// How the recipe a run is resumed with differs from the one it was started with (both the
     /// resolved JSON the run saves): changes that break exact continuation, and the rest.

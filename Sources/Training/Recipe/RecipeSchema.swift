@@ -3,6 +3,7 @@ import Foundation
 import Models
 import NN
 import Optim
+import Torch
 
 // The recipe's keys and rules: one `code(_:)` per section. The same function runs in both
 // directions: decoding reads the JSON into the section's fields, encoding writes them out for
@@ -30,6 +31,10 @@ extension Recipe: RecipeCoding {
                       help: "Stop when a validation metric has not improved for `patience` evaluations; null (the default) trains to the end.")
         coder.section("checkpoint", &checkpoint, help: "Where checkpoints go and which are kept.")
         coder.field("precision", &precision, help: "Numeric precision of forward and backward: fp32, or bf16 autocast (matmuls in bf16, losses in fp32).")
+        coder.field("device", &device, RecipeRule(requirement: "must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\" (N a device index)") { Device.isWellFormed($0) },
+                    help: "Where the run computes: \"auto\" (the first CUDA device when there is one, else the CPU), \"cpu\", \"cuda\" or \"cuda:N\". `--device` sets it.")
+        coder.field("tf32", &tf32, help: "TensorFloat-32 matmuls and convolutions on CUDA (Ampere and later): faster fp32 with about 10 bits of mantissa in products. Off by default, as in PyTorch.")
+        coder.field("deterministic", &deterministic, help: "Deterministic algorithms only, so that CUDA runs repeat bit for bit (a little slower; an op without a deterministic version is an error). CPU runs are deterministic either way.")
         coder.field("epochs", &epochs, .atLeast(1), help: "Passes over the training data. Set this, `max_steps` or both (training stops at whichever comes first).")
         coder.field("max_steps", &maxSteps, .atLeast(1), help: "Optimizer steps to train for (see `epochs`).")
         coder.field("log_every_steps", &logEverySteps, .atLeast(1), help: "Steps between two lines of `metrics.jsonl` and the progress display.")

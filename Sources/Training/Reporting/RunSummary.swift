@@ -12,7 +12,11 @@ public enum RunSummary {
         var lines: [String] = []
         lines.append("run \(recipe.name) → \(setup.runFolder)")
         lines.append("training " + stepsDescription(recipe, setup))
-        lines.append("device: cpu, \(counted(Torch.threadCount, "intra-op thread")); precision \(recipe.precision.rawValue)")
+        var device = "device: \(setup.device)" + (recipe.device == "auto" ? " (auto)" : "")
+        device += setup.device == .cpu ? ", \(counted(Torch.threadCount, "intra-op thread"))" : (recipe.tf32 ? ", tf32 on" : "")
+        if recipe.deterministic { device += ", deterministic algorithms" }
+        lines.append(device + "; precision \(recipe.precision.rawValue)")
+        lines += setup.notes
         var sizes = "model: \(millions(setup.model.parameterCount)) parameters, \(millions(setup.model.trainableParameterCount)) trained"
         if let encoder = setup.model as? DualEncoder {
             sizes += " (image tower \(millions(encoder.visionModel.parameterCount)), text tower \(millions(encoder.textModel.parameterCount)))"
