@@ -3,13 +3,18 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 #include <exception>
+#include <new>
 #include <string>
 #include <vector>
 #include "ctorch.h"
 
 namespace ctorch {
 
-void set_last_error(const char *message);
+/// Records a failure for ct_last_error / ct_last_error_kind and returns its status (the kind).
+ct_status fail(const char *message, ct_error_kind kind);
+/// Same for libtorch's own errors; the CPU allocator reports running out of memory as a plain
+/// c10::Error, recognised by its message, so that it counts as out of memory like CUDA's.
+ct_status fail(const c10::Error &e);
 
 inline at::Tensor &T(ct_tensor h) {
   if (h == nullptr) throw std::invalid_argument("null tensor handle");
@@ -38,19 +43,21 @@ int64_t reduction(int32_t r);
 }  // namespace ctorch
 
 // Every bridge function body is one CT_TRY: libtorch's exceptions stop here.
-#define CT_TRY(...)                                                   \
-  try {                                                               \
-    __VA_ARGS__;                                                      \
-    return 0;                                                         \
-  } catch (const c10::Error &e) {                                     \
-    ctorch::set_last_error(e.what_without_backtrace());               \
-    return 1;                                                         \
-  } catch (const std::exception &e) {                                 \
-    ctorch::set_last_error(e.what());                                 \
-    return 1;                                                         \
-  } catch (...) {                                                     \
-    ctorch::set_last_error("unknown C++ exception inside libtorch");  \
-    return 1;                                                         \
+// OutOfMemoryError derives from c10::Error, so it is caught first.
+#define CT_TRY(...)                                                                    \
+  try {                                                                                \
+    __VA_ARGS__;                                                                       \
+    return 0;                                                                          \
+  } catch (const c10::OutOfMemoryError &e) {                                           \
+    return ctorch::fail(e.what_without_backtrace(), CT_ERROR_OUT_OF_MEMORY);           \
+  } catch (const c10::Error &e) {                                                      \
+    return ctorch::fail(e);                                                            \
+  } catch (const std::bad_alloc &e) {                                                  \
+    return ctorch::fail(e.what(), CT_ERROR_OUT_OF_MEMORY);                             \
+  } catch (const std::exception &e) {                                                  \
+    return ctorch::fail(e.what(), CT_ERROR_GENERAL);                                   \
+  } catch (...) {                                                                      \
+    return ctorch::fail("unknown C++ exception inside libtorch", CT_ERROR_GENERAL);    \
   }
 
 using ctorch::T;

@@ -11,7 +11,18 @@
 
 namespace ctorch {
 static thread_local std::string last_error;
-void set_last_error(const char *message) { last_error = message ? message : ""; }
+static thread_local ct_error_kind last_error_kind = CT_ERROR_NONE;
+ct_status fail(const char *message, ct_error_kind kind) {
+  last_error = message ? message : "";
+  last_error_kind = kind;
+  return kind;
+}
+ct_status fail(const c10::Error &e) {
+  const char *message = e.what_without_backtrace();
+  // alloc_cpu.cpp: "DefaultCPUAllocator: can't allocate memory: you tried to allocate N bytes".
+  bool out_of_memory = std::strstr(message, "DefaultCPUAllocator: can't allocate memory") != nullptr;
+  return fail(message, out_of_memory ? CT_ERROR_OUT_OF_MEMORY : CT_ERROR_GENERAL);
+}
 
 at::ScalarType dtype(int32_t d) {
   switch (d) {
@@ -72,6 +83,7 @@ static at::Generator &G(ct_generator g) { return *reinterpret_cast<at::Generator
 extern "C" {
 
 const char *ct_last_error(void) { return ctorch::last_error.c_str(); }
+int32_t ct_last_error_kind(void) { return ctorch::last_error_kind; }
 ct_status ct_version(const char **out) { CT_TRY(*out = TORCH_VERSION) }
 ct_status ct_cuda_is_available(bool *out) { CT_TRY(*out = at::hasCUDA()) }
 ct_status ct_cuda_device_count(int64_t *out) { CT_TRY(*out = at::detail::getCUDAHooks().deviceCount()) }

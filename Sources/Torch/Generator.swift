@@ -11,7 +11,7 @@ public final class Generator: @unchecked Sendable {
     public convenience init(seed: UInt64, device: Device = .cpu) {
         var out: OpaquePointer?
         guard ct_generator_new(seed, device.bridged, &out) == 0, let out else {
-            fatalError("cannot create a generator on \(device): \(String(cString: ct_last_error()))")
+            fatalError("cannot create a generator on \(device): \(Self.failureReason(device))")
         }
         self.init(handle: out)
     }
@@ -20,9 +20,17 @@ public final class Generator: @unchecked Sendable {
     public static func `default`(device: Device = .cpu) -> Generator {
         var out: OpaquePointer?
         guard ct_generator_default(device.bridged, &out) == 0, let out else {
-            fatalError("cannot get the default generator of \(device): \(String(cString: ct_last_error()))")
+            fatalError("cannot get the default generator of \(device): \(Self.failureReason(device))")
         }
         return Generator(handle: out)
+    }
+
+    /// libtorch's message, unless the device is one this build or machine cannot use: then why
+    /// (libtorch's own words for a CPU-only build are a paragraph about ATen_cuda).
+    private static func failureReason(_ device: Device) -> String {
+        let message = String(cString: ct_last_error())
+        do { _ = try device.validated() } catch { return "\(error)" }
+        return message
     }
 
     deinit { ct_generator_free(handle) }
@@ -43,5 +51,25 @@ public final class Generator: @unchecked Sendable {
         try withTorchErrors {
             if ct_generator_set_state(handle, state.handle) != 0 { reportFailure("generator_set_state", nil) { [state] } }
         }
+    }
+}
+
+/// The default generators' states, for checkpoints that must resume a GPU run exactly.
+extension Torch {
+    /// The state of libtorch's default generator on each of `devices` (the global stream that
+    /// dropout and initialisation draw from), keyed by the device's name: "cpu", "cuda:0".
+    /// Throws a `DeviceError` for a device this build or machine cannot use.
+    public static func randomStates(devices: [Device]) throws -> [String: Tensor] {
+        var states: [String: Tensor] = [:]
+        for device in devices { states[device.description] = try Generator.default(device: device.validated()).state }
+        return states
+    }
+
+    /// Restores what `randomStates` returned. Throws a `DeviceError` for a key that is not a
+    /// device name or names a device this machine lacks, a `TorchError` for a state that does not
+    /// fit the generator; nothing is restored unless every device is usable.
+    public static func setRandomStates(_ states: [String: Tensor]) throws {
+        let devices = try states.keys.sorted().map { (try Device.parse($0).validated(), states[$0]!) }
+        for (device, state) in devices { try Generator.default(device: device).setState(state) }
     }
 }

@@ -27,6 +27,26 @@ public struct TorchError: Error, CustomStringConvertible, Sendable {
     public let site: CallSite?
     /// Shapes of the op's tensor inputs, when known.
     public let inputShapes: [[Int]]
+    public let kind: Kind
+
+    /// What went wrong, as far as a caller can act on it.
+    public enum Kind: Sendable, Equatable {
+        /// Anything else: a shape mismatch, a bad argument, a missing backend.
+        case other
+        /// An allocation failed: CUDA's caching allocator (after freeing its cache) or the CPU
+        /// allocator. A smaller batch or shorter sequences may fit.
+        case outOfMemory
+    }
+
+    public var isOutOfMemory: Bool { kind == .outOfMemory }
+
+    public init(operation: String, message: String, site: CallSite?, inputShapes: [[Int]], kind: Kind = .other) {
+        self.operation = operation
+        self.message = message
+        self.site = site
+        self.inputShapes = inputShapes
+        self.kind = kind
+    }
 
     public var description: String {
         let shapes = inputShapes.isEmpty ? "" : "(" + inputShapes.map { "\($0)" }.joined(separator: ", ") + ")"
@@ -76,23 +96,29 @@ public func withTorchErrors<R>(_ body: () throws -> R) throws -> R {
 /// Handles a failed bridge call: throws into the innermost `withTorchErrors` scope or traps.
 @usableFromInline
 func reportFailure(_ op: StaticString, _ site: CallSite?, inputs: () -> [Tensor]) {
-    reportFailure("\(op)", site, message: String(cString: ct_last_error()), inputs: inputs)
+    reportFailure("\(op)", site, message: String(cString: ct_last_error()), kind: lastErrorKind(), inputs: inputs)
 }
 
 /// Same, for a recorded op.
 func reportFailure(_ op: OpName, _ site: CallSite?, inputs: () -> [Tensor]) {
-    reportFailure(op.rawValue, site, message: String(cString: ct_last_error()), inputs: inputs)
+    reportFailure(op.rawValue, site, message: String(cString: ct_last_error()), kind: lastErrorKind(), inputs: inputs)
+}
+
+/// The kind of the bridge's last failure on this thread.
+func lastErrorKind() -> TorchError.Kind {
+    ct_last_error_kind() == Int32(CT_ERROR_OUT_OF_MEMORY.rawValue) ? .outOfMemory : .other
 }
 
 /// Same, for a failure detected in Swift before calling the bridge.
-func reportFailure(_ op: String, _ site: CallSite?, message: String, inputs: () -> [Tensor]) {
+func reportFailure(_ op: String, _ site: CallSite?, message: String, kind: TorchError.Kind = .other,
+                   inputs: () -> [Tensor]) {
     let state = ThreadState.current
     guard let scope = state.errorScopes.last else {
         let shapes = inputs().map { $0.shapeIfDefined ?? [] }
-        fatalError("\(TorchError(operation: op, message: message, site: site, inputShapes: shapes))")
+        fatalError("\(TorchError(operation: op, message: message, site: site, inputShapes: shapes, kind: kind))")
     }
     if scope.firstError == nil {
         let shapes = inputs().map { $0.shapeIfDefined ?? [] }
-        scope.firstError = TorchError(operation: op, message: message, site: site, inputShapes: shapes)
+        scope.firstError = TorchError(operation: op, message: message, site: site, inputShapes: shapes, kind: kind)
     }
 }

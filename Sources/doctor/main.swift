@@ -24,6 +24,7 @@ struct Doctor: ParsableCommand {
 
     func run() throws {
         print("libtorch \(Torch.version) · intra-op threads: \(Torch.threadCount) · CUDA \(Torch.isCUDAAvailable ? "available (devices: \(Torch.cudaDeviceCount))" : "not available")")
+        try checkCUDA()
         let assets = ProcessInfo.processInfo.environment["CLIPTUNE_ASSETS"]
             ?? (ProcessInfo.processInfo.environment["CLIPTUNE_CACHE"] ?? NSHomeDirectory() + "/.cache/cliptune") + "/assets"
         for (name, path) in [("all-MiniLM-L6-v2", "all-MiniLM-L6-v2/model.safetensors"), ("CLIP BPE", "bpe_simple_vocab_16e6.txt.gz")] {
@@ -37,6 +38,38 @@ struct Doctor: ParsableCommand {
             throw DoctorError(message: String(format: "the self-check fit did not learn: its loss went from %.3f to %.3f in %d steps, where a working libtorch halves it; check the libtorch that .deps/libtorch (or $LIBTORCH) points to, e.g. by running Scripts/bootstrap again", initial, final, steps))
         }
         print("ok")
+    }
+
+    /// What this build links, what libtorch and the NVIDIA driver see, and what to do when they
+    /// disagree; with a usable GPU, one matmul there must match the CPU's.
+    func checkCUDA() throws {
+        let driver = Torch.cudaDriver()
+        let build = Torch.isCUDABuild ? "links libtorch_cuda (CUDA runtime \(Torch.cudaRuntimeVersion ?? "unknown"))" : "CPU only (libtorch_cuda not linked)"
+        print("CUDA build: \(build) · libtorch sees \(Torch.cudaDeviceCount) CUDA device(s)")
+        if let version = driver.versionString {
+            print("NVIDIA driver: supports CUDA \(version) · \(driver.devices.count) GPU(s)\(driver.problem.map { " (\($0))" } ?? "")")
+        } else {
+            print("NVIDIA driver: none (\(driver.problem ?? "unknown"))")
+        }
+        for gpu in driver.devices {
+            print(String(format: "  cuda:%d %@ · %.1f GiB · compute capability %@ · %d multiprocessors",
+                         gpu.index, gpu.name, Double(gpu.totalMemory) / Double(1 << 30), gpu.computeCapability, gpu.multiprocessorCount))
+        }
+        if !driver.devices.isEmpty && !Torch.isCUDABuild {
+            print("note: this machine has a GPU, but this build runs on the CPU only; run Scripts/bootstrap --cuda and build again to train on it")
+        } else if Torch.isCUDABuild && !Torch.isCUDAAvailable {
+            do { _ = try Device.cuda(0).validated() } catch { print("note: \(error)") }
+        }
+        guard Torch.isCUDAAvailable else { return }
+        let sameOnGPU = try withTorchErrors {
+            let a = Tensor.randn([64, 64], generator: Generator(seed: seed)), b = Tensor.randn([64, 64], generator: Generator(seed: seed &+ 1))
+            let gpu = a.to(.cuda(0)).matmul(b.to(.cuda(0))).to(.cpu)
+            return gpu.allClose(a.matmul(b), rtol: 1e-3, atol: 1e-3)
+        }
+        guard sameOnGPU else {
+            throw DoctorError(message: "a matmul on cuda:0 differs from the same matmul on the CPU; check the GPU driver and the CUDA libtorch that .deps/libtorch points to")
+        }
+        print("CUDA self-check: a matmul on cuda:0 matches the CPU")
     }
 
     struct DoctorError: Error, CustomStringConvertible {

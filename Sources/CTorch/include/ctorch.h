@@ -4,7 +4,8 @@
 //  * every function returns a status: 0 on success, non-zero on failure;
 //  * results come back through out-parameters; every returned handle is owned by the caller
 //    and freed exactly once with the matching ct_*_free;
-//  * after a failure, ct_last_error() holds libtorch's message for the calling thread;
+//  * after a failure, ct_last_error() holds libtorch's message for the calling thread and
+//    ct_last_error_kind() what kind of failure it was (the status is that kind too);
 //  * no C++ exception ever crosses this boundary; no function decides policy.
 #ifndef CTORCH_H
 #define CTORCH_H
@@ -36,8 +37,17 @@ typedef struct { int32_t kind; double f; int64_t i; } ct_scalar;
 
 typedef enum { CT_REDUCTION_NONE = 0, CT_REDUCTION_MEAN = 1, CT_REDUCTION_SUM = 2 } ct_reduction;
 
+/// What a failed call ran into. Out of memory is told apart because a caller can act on it
+/// (a smaller batch), unlike a programming error.
+typedef enum { CT_ERROR_NONE = 0, CT_ERROR_GENERAL = 1, CT_ERROR_OUT_OF_MEMORY = 2 } ct_error_kind;
+
+/// A device caching allocator's counters, in bytes.
+typedef struct { int64_t allocated; int64_t peak_allocated; int64_t reserved; int64_t peak_reserved; } ct_memory_stats;
+
 // ---- errors, library ------------------------------------------------------------------
 const char *ct_last_error(void);
+/// A ct_error_kind: the kind of the calling thread's last failure.
+int32_t ct_last_error_kind(void);
 ct_status ct_version(const char **out);
 ct_status ct_cuda_is_available(bool *out);
 ct_status ct_cuda_device_count(int64_t *out);
@@ -45,6 +55,26 @@ ct_status ct_set_num_threads(int64_t n);
 ct_status ct_get_num_threads(int64_t *out);
 ct_status ct_set_num_interop_threads(int64_t n);
 ct_status ct_manual_seed(uint64_t seed);
+
+// ---- devices (device.cpp) ---------------------------------------------------------------
+/// Whether this bridge was compiled for a build that links libtorch_cuda (CTORCH_WITH_CUDA).
+bool ct_built_with_cuda(void);
+/// The CUDA runtime version libtorch was built with (e.g. 13020); fails without libtorch_cuda.
+ct_status ct_cuda_runtime_version(int64_t *out);
+/// Waits for all work queued on the CUDA device.
+ct_status ct_cuda_synchronize(int64_t index);
+/// A copy of a CPU tensor in page-locked memory (the tensor itself when already pinned).
+ct_status ct_pin_memory(ct_tensor t, ct_tensor *out);
+ct_status ct_is_pinned(ct_tensor t, bool *out);
+/// The CUDA caching allocator's counters for one device, and resetting its peaks.
+ct_status ct_cuda_memory_stats(int64_t index, ct_memory_stats *out);
+ct_status ct_cuda_reset_peak_memory_stats(int64_t index);
+/// TF32 for CUDA float32 matmuls (cuBLAS) and convolutions (cuDNN); reading gives the matmul flag.
+ct_status ct_allow_tf32(bool *out);
+ct_status ct_set_allow_tf32(bool allow);
+/// Deterministic algorithms (errors on ops without one) and cuDNN deterministic, benchmark off.
+ct_status ct_deterministic_algorithms(bool *out);
+ct_status ct_set_deterministic_algorithms(bool enabled);
 
 // ---- lifetime and metadata ------------------------------------------------------------
 void ct_tensor_free(ct_tensor t);
