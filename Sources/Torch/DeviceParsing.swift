@@ -40,6 +40,9 @@ extension Device {
         try parse(text, cudaAvailable: Torch.isCUDAAvailable)
     }
 
+    /// Whether `text` is a device name (`parse` accepts it), whatever this machine has.
+    public static func isWellFormed(_ text: String) -> Bool { (try? parse(text, cudaAvailable: false)) != nil }
+
     static func parse(_ text: String, cudaAvailable: @autoclosure () -> Bool) throws -> Device {
         switch text {
         case "cpu": return .cpu

@@ -126,6 +126,7 @@ public final class Trainer {
                 stepsThisEpoch += 1
                 if !reportedFirstStep {   // as soon as it is known, so a slow run says so early
                     reportedFirstStep = true
+                    Torch.synchronize(setup.device)   // the clock must see the device's work
                     progress.message(String(format: "first step took %.2f s", Date().timeIntervalSince(stepStarted)))
                 }
                 state.globalStep += 1
@@ -133,6 +134,7 @@ public final class Trainer {
                 window.samples += micro.reduce(0) { $0 + $1.count }
 
                 if state.globalStep % setup.logEverySteps == 0 || state.globalStep == setup.totalSteps {
+                    Torch.synchronize(setup.device)
                     let seconds = Date().timeIntervalSince(window.started)
                     var values = terms
                     values["lr"] = setup.optimizer.groups.first?.learningRate ?? 0
@@ -141,6 +143,7 @@ public final class Trainer {
                     values["data_time"] = window.dataTime / Double(Swift.max(1, setup.logEverySteps))   // seconds waiting per step
                     values["data_wait_fraction"] = window.dataTime / Swift.max(seconds, 1e-9)
                     values["skipped_samples"] = Double(epoch.skippedCount)
+                    values.merge(Self.peakMemory(setup.device)) { a, _ in a }
                     try log(.train, values)
                     progress.update(step: state.globalStep, epoch: epochProgress, loss: total, samplesPerSecond: values["samples_per_second"]!, lr: values["lr"]!)
                     window = (0, 0, Date())
@@ -222,6 +225,14 @@ public final class Trainer {
     private var epochProgress: Double {
         guard let perEpoch = setup.stepsPerEpoch, perEpoch > 0 else { return Double(state.epoch) }
         return Double(state.globalStep) / Double(perEpoch)
+    }
+
+    /// Peak memory so far, in GiB: the process's resident memory, and on a GPU what libtorch's
+    /// allocator has held for tensors (what an out-of-memory error is about).
+    static func peakMemory(_ device: Device) -> [String: Double] {
+        var values = ["peak_host_memory_gib": Double(Torch.hostPeakResidentBytes) / 1_073_741_824]
+        if let stats = Torch.memoryStats(device) { values["peak_device_memory_gib"] = Double(stats.peakAllocated) / 1_073_741_824 }
+        return values
     }
 
     /// The generators of the run's device besides the CPU's (dropout on CUDA draws from its own).

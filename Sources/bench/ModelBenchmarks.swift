@@ -27,7 +27,7 @@ struct BenchModel {
     let pixels: Tensor, ids: Tensor, mask: Tensor
 
     init(_ folder: String, device: String = "cpu") throws {
-        let device = try Device.parse(device)
+        let device = try Device.parse(device).validated()
         guard case .dualEncoder(let model) = try Pretrained.load(folder).model else { throw ValidationError("\(folder) is not a CLIP") }
         model.to(device)
         self.model = model

@@ -40,7 +40,7 @@ struct Embed: ParsableCommand {
         if let empty = allTexts.firstIndex(where: { $0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty }) {
             throw EmbedError("\(textsFile.map { "\($0): item" } ?? "--texts: text") \(empty + 1) of \(allTexts.count) is empty; give each text some words (an empty caption embeds nothing)")
         }
-        let device = try Device.parse(self.device)
+        let device = try Device.parse(self.device).validated()
         let loaded = try Pretrained.load(checkpoint)
         switch loaded.model {
         case .dualEncoder(let model): model.to(device)

@@ -40,7 +40,7 @@ struct Eval: ParsableCommand {
     }
 
     func run() throws {
-        let device = try Device.parse(self.device)
+        let device = try Device.parse(self.device).validated()
         let source = try DatasetSource.open(data, imageColumn: imageColumn ?? "image_path", captionColumn: captionColumn ?? "caption",
                                             labelColumn: labelColumn)
         let zeroShot = try classes.map(ZeroShotClasses.load)

@@ -85,6 +85,9 @@ public final class DataLoader: @unchecked Sendable {
     public let captionAugmenter: TextAugmenter?
     public let tokenizer: CaptionTokenizer?
     public let options: DataLoaderOptions
+    /// The device batches go to: CUDA makes them page-locked ("pinned"), so that copies to the
+    /// GPU can be asynchronous. Set before an epoch starts.
+    public var pinFor: Device = .cpu
 
     public init(source: DatasetSource, pipeline: ImagePipeline?, teacherView: ImagePipeline? = nil, captionAugmenter: TextAugmenter? = nil,
                 tokenizer: CaptionTokenizer? = nil, options: DataLoaderOptions) {
@@ -195,8 +198,9 @@ public final class EpochIterator {
             pipeline.map { Tensor(floats, shape: [captions.count, 3, $0.preprocessing.size, $0.preprocessing.size]) }
         }
         let tokens = loader.tokenizer?.encode(captions)
-        return Batch(pixels: images(loader.pipeline, pixels) ?? Tensor.zeros([captions.count, 0]),
-                     teacherPixels: images(loader.teacherView, teacherViewPixels),
+        let pin = loader.pinFor
+        return Batch(pixels: (images(loader.pipeline, pixels) ?? Tensor.zeros([captions.count, 0])).pinnedIfUseful(for: pin),
+                     teacherPixels: images(loader.teacherView, teacherViewPixels)?.pinnedIfUseful(for: pin),
                      captions: captions, tokenIds: tokens?.ids, attentionMask: tokens?.attentionMask,
                      labels: labels, origins: origins, epoch: epoch, position: position)
     }

@@ -169,8 +169,13 @@ public enum RunBuilder {
         setup.recipeJSON = resolved
         setup.precision = recipe.precision
         setup.notes = ModelBuilder.conversionNotes(recipe)
-        setup.device = try Device.parse(recipe.device)
+        setup.device = try Device.parse(recipe.device).validated()
         objective.place(on: setup.device)
+        // Batches are collated into page-locked memory, so their copies to a GPU do not block.
+        data.train.pinFor = setup.device
+        data.validation?.pinFor = setup.device
+        Torch.allowTF32 = recipe.tf32
+        Torch.deterministicAlgorithms = recipe.deterministic
         return setup
     }
 

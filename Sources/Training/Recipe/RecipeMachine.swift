@@ -4,7 +4,7 @@ extension Recipe {
     /// What this machine cannot do of what the recipe asks: a device it lacks.
     func problemsWithThisMachine() -> [RecipeError] {
         do {
-            _ = try Device.parse(device)
+            _ = try Device.parse(device).validated()
             return []
         } catch {
             return [RecipeError(path: "device", message: "\(error)")]

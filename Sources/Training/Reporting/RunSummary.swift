@@ -25,7 +25,8 @@ public enum RunSummary {
         lines.append(sizes)
         let batch = recipe.data.batchSize, accumulation = recipe.optimizer.accumulationSteps
         if let cost = StepCost.estimate(setup.model, samplesPerStep: batch * accumulation) {
-            let (line, warnings) = cost.describe(gigaflops: StepCost.measuredGigaflops(), availableBytes: StepCost.availableMemory())
+            let (line, warnings) = cost.describe(gigaflops: StepCost.measuredGigaflops(on: setup.device),
+                                                 availableBytes: StepCost.availableMemory(on: setup.device), device: setup.device)
             lines.append(line)
             lines += warnings
         }

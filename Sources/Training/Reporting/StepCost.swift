@@ -52,10 +52,11 @@ public struct StepCost: Sendable {
         bytes += n * Double(layers) * trainedShare * perLayerActivations
     }
 
-    /// This machine's matmul speed at the current thread count, from a short probe (a few ms).
-    public static func measuredGigaflops() -> Double {
-        let n = 384
-        let a = Tensor.randn([n, n], generator: Generator(seed: 1)), b = Tensor.randn([n, n], generator: Generator(seed: 2))
+    /// The device's matmul speed (on the CPU at the current thread count), from a short probe
+    /// (a few ms; reading the sum back waits for the device).
+    public static func measuredGigaflops(on device: Device = .cpu) -> Double {
+        let n = device == .cpu ? 384 : 4096
+        let a = Tensor.randn([n, n], generator: Generator(seed: 1)).on(device), b = Tensor.randn([n, n], generator: Generator(seed: 2)).on(device)
         _ = a.matmul(b).sum().item(Double.self)   // warm-up
         let started = Date()
         var repetitions = 0
@@ -66,8 +67,12 @@ public struct StepCost: Sendable {
         return 2 * pow(Double(n), 3) * Double(repetitions) / Date().timeIntervalSince(started) / 1e9
     }
 
-    /// Memory the system can give this process now (MemAvailable), in bytes; nil when unknown.
-    public static func availableMemory() -> Double? {
+    /// Memory a step can use on `device`: the GPU's total memory, or what the system can give
+    /// this process now (MemAvailable), in bytes; nil when unknown.
+    public static func availableMemory(on device: Device = .cpu) -> Double? {
+        if case .cuda(let index) = device {
+            return Torch.cudaDevices().first { $0.index == index }.map { Double($0.totalMemory) }
+        }
         guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
               let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
               let kilobytes = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) }) else { return nil }
@@ -75,11 +80,11 @@ public struct StepCost: Sendable {
     }
 
     /// A line for the run summary, and warnings when a step would take minutes or not fit.
-    public func describe(gigaflops: Double, availableBytes: Double?) -> (line: String, warnings: [String]) {
+    public func describe(gigaflops: Double, availableBytes: Double?, device: Device = .cpu) -> (line: String, warnings: [String]) {
         // Real steps reach about half the matmul probe's speed (small kernels, data movement).
         let seconds = flops / (gigaflops * 0.5 * 1e9)
-        var line = String(format: "estimated step: %.1f GFLOP, about %@ on this CPU (%.0f GFLOP/s matmul), %.1f GB of memory",
-                          flops / 1e9, Self.duration(seconds), gigaflops, bytes / 1e9)
+        var line = String(format: "estimated step: %.1f GFLOP, about %@ on %@ (%.0f GFLOP/s matmul), %.1f GB of memory",
+                          flops / 1e9, Self.duration(seconds), device == .cpu ? "this CPU" : "\(device)", gigaflops, bytes / 1e9)
         var warnings: [String] = []
         if seconds > 60 {
             warnings.append("warning: a step would take about \(Self.duration(seconds)); lower data.batch_size or the image size (model.vision.image_size), or train on a GPU")
