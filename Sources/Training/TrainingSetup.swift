@@ -13,6 +13,13 @@ public struct TrainingSetup {
     public var optimizer: Optimizer
     public var schedule: LRSchedule
     public var gradientClip: Double?
+    /// fp16 trains with dynamic loss scaling: `gradScaler`, or torch's default scaler when nil
+    /// (`gradScaler` is ignored in fp32 and bf16).
+    public var precision: Precision = .fp32
+    public var gradScaler: GradScaler?
+    /// Tests only: lets fp16 run on the CPU, which `Precision.problems(on:)` refuses, so that
+    /// the loss-scaling loop can be tested on machines without a GPU.
+    var allowFP16OnCPUForTesting = false
     /// Micro-batches per step (the objective decides how their losses combine).
     public var accumulationSteps = 1
     public var totalSteps: Int

@@ -153,6 +153,7 @@ public enum RunBuilder {
         setup.stepsPerEpoch = data.stepsPerEpoch
         setup.epochs = recipe.epochs
         setup.gradientClip = settings.gradClip
+        setup.precision = recipe.precision
         setup.accumulationSteps = settings.accumulationSteps
         setup.evalEverySteps = recipe.eval.everySteps
         setup.evalEveryEpoch = recipe.eval.everyEpoch

@@ -29,7 +29,7 @@ extension Recipe: RecipeCoding {
         coder.section("early_stopping", &earlyStopping, start: EarlyStoppingSection(),
                       help: "Stop when a validation metric has not improved for `patience` evaluations; null (the default) trains to the end.")
         coder.section("checkpoint", &checkpoint, help: "Where checkpoints go and which are kept.")
-        coder.field("precision", &precision, help: "Numeric precision of forward and backward: fp32, or bf16 autocast (matmuls in bf16, losses in fp32).")
+        coder.field("precision", &precision, help: "Numeric precision of forward and backward: fp32; bf16 autocast (matmuls in bf16, losses in fp32); or fp16 autocast with dynamic loss scaling (torch.amp.GradScaler's: scale 2^16, ×2 after 2,000 good steps, ×0.5 and the step skipped when gradients overflow), CUDA only.")
         coder.field("epochs", &epochs, .atLeast(1), help: "Passes over the training data. Set this, `max_steps` or both (training stops at whichever comes first).")
         coder.field("max_steps", &maxSteps, .atLeast(1), help: "Optimizer steps to train for (see `epochs`).")
         coder.field("log_every_steps", &logEverySteps, .atLeast(1), help: "Steps between two lines of `metrics.jsonl` and the progress display.")
@@ -63,6 +63,8 @@ extension Recipe: RecipeCoding {
         if model.checkpoint == nil, model.vision.checkpoint == nil, let size = data.imageSize, size != model.vision.config.imageSize {
             coder.report("data.image_size", "must equal model.vision.image_size (\(model.vision.config.imageSize)), the size the image tower is built for, found \(size); leave data.image_size null to use the tower's")
         }
+        // Training runs on the CPU until the recipe names a device; then pass that device.
+        for problem in precision.problems(on: .cpu) { coder.report("precision", problem) }
         if model.logitScaleInit > loss.logitScaleMax {
             coder.report("model.logit_scale_init", "must be ≤ loss.logit_scale_max (\(formatNumber(loss.logitScaleMax))), found \(formatNumber(model.logitScaleInit))")
         }
