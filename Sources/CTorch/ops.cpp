@@ -167,6 +167,14 @@ ct_status ct_set_data(ct_tensor t, ct_tensor data) { CT_TRY(T(t).set_data(T(data
 ct_status ct_zero_(ct_tensor t) { CT_TRY(T(t).zero_()) }
 ct_status ct_fill_(ct_tensor t, ct_scalar v) { CT_TRY(T(t).fill_(scalar(v))) }
 
+ct_status ct_amp_foreach_non_finite_check_and_unscale_(const ct_tensor *ts, int64_t n, ct_tensor found_inf, ct_tensor inv_scale) {
+  CT_TRY(at::_amp_foreach_non_finite_check_and_unscale_(tensors(ts, n), T(found_inf), T(inv_scale)))
+}
+ct_status ct_amp_update_scale_(ct_tensor scale, ct_tensor growth_tracker, ct_tensor found_inf, double growth_factor,
+                               double backoff_factor, int64_t growth_interval) {
+  CT_TRY(at::_amp_update_scale_(T(scale), T(growth_tracker), T(found_inf), growth_factor, backoff_factor, growth_interval))
+}
+
 ct_status ct_sum(ct_tensor t, const int64_t *dims, int64_t n, bool keepdim, int32_t d, ct_tensor *out) {
   CT_TRY(
     std::optional<at::ScalarType> st = d < 0 ? std::nullopt : std::optional<at::ScalarType>(dtype(d));

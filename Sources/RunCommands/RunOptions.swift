@@ -19,7 +19,7 @@ public struct RunOptions: ParsableArguments {
     @Option(help: "Folder of run folders (checkpoint.directory).") public var outputDir: String?
     @Option(help: "A dual-encoder checkpoint folder to start from; replaces the recipe's model section (model={\"checkpoint\": …}).")
     public var model: String?
-    @Option(help: "fp32 or bf16 (precision).") public var precision: String?
+    @Option(help: "fp32, bf16 or fp16 (precision; fp16 needs a GPU).") public var precision: String?
     @Option(help: "Seed of initialisation, shuffling and augmentation (seed).") public var seed: Int?
     @Option(help: "auto, cpu, cuda or cuda:N (device; auto: the first GPU when there is one).") public var device: String?
 

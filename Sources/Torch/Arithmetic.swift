@@ -276,3 +276,28 @@ extension Tensor {
         mutate(.fillInPlace, CallSite(file: file, line: line), self, inputs: [self]) { ct_fill_(handle, value.scalar.bridged) }
     }
 }
+
+// MARK: - Mixed precision: torch.amp.GradScaler's kernels, so that loss scaling is torch's bit for bit
+
+extension Tensor {
+    /// `torch._amp_foreach_non_finite_check_and_unscale_`: multiplies each of `tensors` (one
+    /// device and dtype) by `invScale` (float32, 0-dim) in place and sets `foundInf` (float32,
+    /// 0-dim) to 1 when any element is inf or NaN; it is never set back to 0.
+    public static func ampNonFiniteCheckAndUnscale_(_ tensors: [Tensor], foundInf: Tensor, invScale: Tensor,
+                                                    file: StaticString = #fileID, line: UInt = #line) {
+        mutate(.ampForeachNonFiniteCheckAndUnscaleInPlace, CallSite(file: file, line: line), foundInf, inputs: tensors + [foundInf, invScale]) {
+            withHandles(tensors) { ct_amp_foreach_non_finite_check_and_unscale_($0, $1, foundInf.handle, invScale.handle) }
+        }
+    }
+
+    /// `torch._amp_update_scale_` on this scale (float32, 0-dim) and `growthTracker` (int32,
+    /// 0-dim): when `foundInf` > 0 the scale × `backoffFactor` and the tracker back to 0; else the
+    /// tracker counts the step, and every `growthInterval` steps the scale × `growthFactor` (if
+    /// that stays finite) and the tracker restarts.
+    public func ampUpdateScale_(growthTracker: Tensor, foundInf: Tensor, growthFactor: Double, backoffFactor: Double, growthInterval: Int,
+                                file: StaticString = #fileID, line: UInt = #line) {
+        mutate(.ampUpdateScaleInPlace, CallSite(file: file, line: line), self, inputs: [self, growthTracker, foundInf]) {
+            ct_amp_update_scale_(handle, growthTracker.handle, foundInf.handle, growthFactor, backoffFactor, Int64(growthInterval))
+        }
+    }
+}

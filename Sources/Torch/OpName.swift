@@ -29,6 +29,10 @@ public enum OpName: String, CaseIterable, Sendable, CustomStringConvertible {
     case zeroInPlace = "zero_", fillInPlace = "fill_", requiresGradInPlace = "requires_grad_"
     case retainGrad = "retain_grad"
 
+    // Mixed precision: GradScaler's kernels (Arithmetic.swift)
+    case ampForeachNonFiniteCheckAndUnscaleInPlace = "_amp_foreach_non_finite_check_and_unscale_"
+    case ampUpdateScaleInPlace = "_amp_update_scale_"
+
     // Reductions, sorting and selection (Reductions.swift)
     case sum, mean, prod, cumsum, maxAll = "max_all", minAll = "min_all", maxDim = "max_dim", minDim = "min_dim", argmax
     case argmin, norm, logsumexp, `var`, std, topk, sort, argsort, all, any

@@ -17,6 +17,8 @@ public final class Trainer {
     private let metrics: MetricsLog
     private let progress: ProgressReporter
     private var records: [MetricsRecord] = []
+    /// fp16's dynamic loss scaler (nil in fp32 and bf16); its state is saved with every checkpoint.
+    private let scaler: GradScaler?
 
     public var lastFolder: String { "\(setup.runFolder)/last" }
     public var bestFolder: String { "\(setup.runFolder)/best" }
@@ -32,6 +34,10 @@ public final class Trainer {
     /// Starts or continues a run in `setup.runFolder`, holding the folder's lock for its life.
     public init(_ setup: TrainingSetup, start: RunStart) throws {
         self.setup = setup
+        if !setup.allowFP16OnCPUForTesting, let problem = setup.precision.problems(on: setup.device).first {
+            throw TrainingError(message: "precision \(problem)")
+        }
+        scaler = setup.precision == .fp16 ? setup.gradScaler ?? GradScaler() : nil
         // An interrupted save is finished or rolled back before anything looks for a checkpoint.
         for name in ["last", "best"] { try CheckpointDirectory.recover("\(setup.runFolder)/\(name)") }
         folder = try RunFolder(setup.runFolder, start: start)
@@ -45,6 +51,7 @@ public final class Trainer {
             // A run started on another kind of device has no state for this one's generator.
             let saved = state.rngStates
             try state.restoreRandomState(Self.generators(of: setup.device).filter { saved[$0.key] != nil })
+            if let saved = state.gradScaler { scaler?.state = saved }
             metrics = try MetricsLog(path: "\(setup.runFolder)/metrics.jsonl", resumeAt: state.globalStep)
             records = try MetricsLog.read("\(setup.runFolder)/metrics.jsonl")
         } else {
@@ -110,7 +117,7 @@ public final class Trainer {
                 let plateauScale = state.plateau?.scale ?? 1
                 setup.optimizer.setLearningRates { self.setup.schedule.learningRate(at: step, base: $0) * plateauScale }
                 let stepStarted = Date()
-                let terms = try trainStep(micro)
+                let (terms, stepped) = try trainStep(micro)
                 let total = terms["loss"]!
                 if !total.isFinite {
                     nonFinite += 1
@@ -123,6 +130,14 @@ public final class Trainer {
                     continue
                 }
                 nonFinite = 0
+                // fp16: gradients that overflowed (the loss itself was finite) mean the scale was
+                // too large. torch's GradScaler skips the optimizer update silently and lowers the
+                // scale (× 0.5); open_clip's loop still counts the step (its schedule and data move
+                // on). So does this one: it is not a non-finite loss, and stopping for it would end
+                // runs that are only calibrating their scale (the first steps often overflow).
+                if !stepped, let scaler {
+                    progress.message("fp16: gradients overflowed at step \(step); loss scale lowered to \(formatNumber(scaler.currentScale)); step skipped")
+                }
                 stepsThisEpoch += 1
                 if !reportedFirstStep {   // as soon as it is known, so a slow run says so early
                     reportedFirstStep = true
@@ -138,6 +153,7 @@ public final class Trainer {
                     let seconds = Date().timeIntervalSince(window.started)
                     var values = terms
                     values["lr"] = setup.optimizer.groups.first?.learningRate ?? 0
+                    if let scaler { values["loss_scale"] = scaler.currentScale }
                     values.merge(setup.objective.logValues()) { a, _ in a }
                     values["samples_per_second"] = Double(window.samples) / Swift.max(seconds, 1e-9)
                     values["data_time"] = window.dataTime / Double(Swift.max(1, setup.logEverySteps))   // seconds waiting per step
@@ -241,9 +257,11 @@ public final class Trainer {
         return ["torch_cuda": Generator.default(device: device)]
     }
 
-    /// One optimizer step over `micro` micro-batches; returns the loss terms as numbers. A
-    /// libtorch failure (the device out of memory, above all) is an error that says what to change.
-    private func trainStep(_ micro: [Batch]) throws -> [String: Double] {
+    /// One optimizer step over `micro` micro-batches; returns the loss terms as numbers, and
+    /// whether the optimizer stepped (false under fp16 when the gradients overflowed, and when
+    /// the loss is not finite). A libtorch failure (the device out of memory, above all) is an
+    /// error that says what to change.
+    private func trainStep(_ micro: [Batch]) throws -> (terms: [String: Double], stepped: Bool) {
         do {
             return try withTorchErrors { optimizerStep(micro) }
         } catch let error as TorchError {
@@ -252,18 +270,27 @@ public final class Trainer {
         }
     }
 
-    private func optimizerStep(_ micro: [Batch]) -> [String: Double] {
+    private func optimizerStep(_ micro: [Batch]) -> (terms: [String: Double], stepped: Bool) {
         setup.optimizer.zeroGrad()
-        var totals = setup.objective.forwardBackward(micro)
-        guard totals["loss"]?.isFinite == true else { return totals }
-        if let clip = setup.gradientClip {
+        var totals = setup.objective.forwardBackward(micro, scaler: scaler)
+        guard totals["loss"]?.isFinite == true else { return (totals, false) }
+        // Clipping must see the true gradients: unscale first (torch's documented order). On an
+        // overflow they hold inf/NaN and the step is skipped, so they are not clipped.
+        scaler?.unscale(setup.optimizer)
+        if let clip = setup.gradientClip, scaler?.foundNonFinite != true {
             var parameters = setup.optimizer.groups.flatMap { $0.parameters.map(\.tensor) }
             parameters.removeAll { !$0.requiresGrad }
             if let norm = clipGradientNorm(parameters, maxNorm: clip) { totals["grad_norm"] = norm }
         }
-        setup.optimizer.step()
+        var stepped = true
+        if let scaler {
+            stepped = scaler.step(setup.optimizer)
+            scaler.update()
+        } else {
+            setup.optimizer.step()
+        }
         setup.objective.afterOptimizerStep()
-        return totals
+        return (totals, stepped)
     }
 
     /// Evaluates on the validation data (when there is some) and prints the summary metrics.
@@ -321,6 +348,7 @@ public final class Trainer {
 
     private func save(to folder: String) throws {
         state.captureRandomState(Self.generators(of: setup.device))
+        state.gradScaler = scaler?.state
         try Checkpoint.save(to: folder, model: setup.model, trainingHeads: setup.objective.trainingHeads, optimizer: setup.optimizer,
                             state: state, files: try setup.objective.checkpointFiles())
         try setup.objective.saveRunState(in: setup.runFolder)

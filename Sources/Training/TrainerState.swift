@@ -16,6 +16,9 @@ public struct TrainerState: Codable, Sendable, Equatable {
     public var earlyStopping: EarlyStopping?
     /// Reduce-on-plateau counters, when the run uses it.
     public var plateau: ReduceOnPlateau?
+    /// fp16: the loss scale and growth tracker (absent in fp32 and bf16 runs, and in files
+    /// written before fp16 existed).
+    public var gradScaler: GradScaler.State?
     public var libraryVersion: String
     public var torchVersion: String
 
@@ -23,7 +26,7 @@ public struct TrainerState: Codable, Sendable, Equatable {
 
     public init(globalStep: Int, epoch: Int = 0, samplesSeenInEpoch: Int = 0, rngStates: [String: String] = [:],
                 bestMetric: Double? = nil, bestStep: Int? = nil, earlyStopping: EarlyStopping? = nil,
-                plateau: ReduceOnPlateau? = nil) {
+                plateau: ReduceOnPlateau? = nil, gradScaler: GradScaler.State? = nil) {
         self.globalStep = globalStep
         self.epoch = epoch
         self.samplesSeenInEpoch = samplesSeenInEpoch
@@ -32,6 +35,7 @@ public struct TrainerState: Codable, Sendable, Equatable {
         self.bestStep = bestStep
         self.earlyStopping = earlyStopping
         self.plateau = plateau
+        self.gradScaler = gradScaler
         self.libraryVersion = Self.currentLibraryVersion
         self.torchVersion = Torch.version
     }

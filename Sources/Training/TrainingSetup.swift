@@ -14,6 +14,13 @@ public struct TrainingSetup {
     public var optimizer: Optimizer
     public var schedule: LRSchedule
     public var gradientClip: Double?
+    /// fp16 trains with dynamic loss scaling: `gradScaler`, or torch's default scaler when nil
+    /// (`gradScaler` is ignored in fp32 and bf16).
+    public var precision: Precision = .fp32
+    public var gradScaler: GradScaler?
+    /// Tests only: lets fp16 run on the CPU, which `Precision.problems(on:)` refuses, so that
+    /// the loss-scaling loop can be tested on machines without a GPU.
+    var allowFP16OnCPUForTesting = false
     /// Micro-batches per step (the objective decides how their losses combine).
     public var accumulationSteps = 1
     public var totalSteps: Int
@@ -37,8 +44,6 @@ public struct TrainingSetup {
     public var recipeJSON: Data?
     /// Where the model, batches and losses live (`place(on:)` the objective before training).
     public var device: Device = .cpu
-    /// For messages (an out-of-memory step suggests bf16 when it is fp32).
-    public var precision: Precision = .fp32
     /// What the run prints before its first step besides its settings (converted weights).
     public var notes: [String] = []
 

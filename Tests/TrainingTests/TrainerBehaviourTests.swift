@@ -17,6 +17,8 @@ final class HookedObjective: TrainingObjective {
     var nanPixelsAt: Set<Int> = []
     /// Calls that back-propagate normally and then report a NaN loss (non-finite after backward).
     var nanAfterBackwardAt: Set<Int> = []
+    /// Called after each forwardBackward's backward passes with its index (to doctor gradients).
+    var afterBackward: ((Int) -> Void)?
     /// Values reported as `metric` by successive evaluations (the real metrics are kept too).
     var scripted: (metric: String, values: [Double])?
     /// The evaluation (0-based) that throws `Failure` instead of reporting.
@@ -32,7 +34,7 @@ final class HookedObjective: TrainingObjective {
     var metrics: [MetricDefinition] { inner.metrics }
     var embedders: [String: (Batch) -> Tensor] { inner.embedders }
 
-    func forwardBackward(_ micro: [Batch]) -> [String: Double] {
+    func forwardBackward(_ micro: [Batch], scaler: GradScaler?) -> [String: Double] {
         defer { calls += 1 }
         beforeForward?(calls, micro)
         var batches = micro
@@ -42,7 +44,8 @@ final class HookedObjective: TrainingObjective {
                       tokenIds: b.tokenIds, attentionMask: b.attentionMask, labels: b.labels, origins: b.origins, epoch: b.epoch, position: b.position)
             }
         }
-        var totals = inner.forwardBackward(batches)
+        var totals = inner.forwardBackward(batches, scaler: scaler)
+        afterBackward?(calls)
         if nanAfterBackwardAt.contains(calls) { totals["loss"] = .nan }
         return totals
     }

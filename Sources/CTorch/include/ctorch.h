@@ -252,6 +252,15 @@ ct_status ct_set_data(ct_tensor t, ct_tensor data);
 ct_status ct_zero_(ct_tensor t);
 ct_status ct_fill_(ct_tensor t, ct_scalar value);
 
+// ---- mixed precision: torch.amp.GradScaler's two kernels ----------------------------------
+/// Multiplies every tensor of `ts` (one device and dtype) by `inv_scale` (float32, 0-dim) in
+/// place, and sets `found_inf` (float32, 0-dim) to 1 when any element is inf or NaN.
+ct_status ct_amp_foreach_non_finite_check_and_unscale_(const ct_tensor *ts, int64_t n, ct_tensor found_inf, ct_tensor inv_scale);
+/// GradScaler.update on `scale` (float32, 0-dim) and `growth_tracker` (int32, 0-dim): back off
+/// and reset when found_inf > 0, else count the step and grow every `growth_interval` steps.
+ct_status ct_amp_update_scale_(ct_tensor scale, ct_tensor growth_tracker, ct_tensor found_inf, double growth_factor,
+                               double backoff_factor, int64_t growth_interval);
+
 // ---- reductions -------------------------------------------------------------------------
 // dims == NULL / ndim == 0 reduces over all elements. dtype < 0 keeps the default.
 ct_status ct_sum(ct_tensor t, const int64_t *dims, int64_t ndim, bool keepdim, int32_t dtype, ct_tensor *out);

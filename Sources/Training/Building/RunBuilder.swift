@@ -158,6 +158,7 @@ public enum RunBuilder {
         setup.stepsPerEpoch = data.stepsPerEpoch
         setup.epochs = recipe.epochs
         setup.gradientClip = settings.gradClip
+        setup.precision = recipe.precision
         setup.accumulationSteps = settings.accumulationSteps
         setup.evalEverySteps = recipe.eval.everySteps
         setup.evalEveryEpoch = recipe.eval.everyEpoch
@@ -167,7 +168,6 @@ public enum RunBuilder {
         setup.logEverySteps = recipe.logEverySteps
         setup.maxNonFiniteSteps = recipe.maxNonFiniteSteps
         setup.recipeJSON = resolved
-        setup.precision = recipe.precision
         setup.notes = ModelBuilder.conversionNotes(recipe)
         setup.device = try Device.parse(recipe.device).validated()
         objective.place(on: setup.device)

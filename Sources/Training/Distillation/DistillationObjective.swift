@@ -2,6 +2,7 @@ import Datasets
 import Foundation
 import Models
 import NN
+import Optim
 import Torch
 
 /// Loss weights of a distillation run (the recipe's `distill` section, in domain terms).
@@ -46,9 +47,9 @@ public final class DistillationObjective: TrainingObjective {
         self.cache = cache
     }
 
-    public func forwardBackward(_ micro: [Batch]) -> [String: Double] {
+    public func forwardBackward(_ micro: [Batch], scaler: GradScaler?) -> [String: Double] {
         // The distillation terms are means over one micro-batch (see `backward`).
-        student.accumulate(micro, perMicroBatch: ["logit_distill_loss", "feature_distill_loss"]) { i, features in
+        student.accumulate(micro, perMicroBatch: ["logit_distill_loss", "feature_distill_loss"], scaler: scaler) { i, features in
             lossTerms(micro[i], features, trainsLossParameters: i == 0)
         }
     }

@@ -2,6 +2,7 @@ import Datasets
 import Foundation
 import Models
 import NN
+import Optim
 import Torch
 
 /// Distils a text-only teacher (a sentence-transformers model such as all-MiniLM-L6-v2) into a
@@ -53,7 +54,7 @@ public final class TextDistillationObjective: TrainingObjective {
         return cache.texts(sentences) { rows in teacher.textEmbeddings(rows.map { sentences[$0] }) }.on(teacher.device)   // the cache keeps host rows
     }
 
-    public func forwardBackward(_ micro: [Batch]) -> [String: Double] {
+    public func forwardBackward(_ micro: [Batch], scaler: GradScaler?) -> [String: Double] {
         var totals: [String: Double] = [:]
         for batch in micro {
             let target = teacherEmbeddings(batch.captions)
@@ -72,7 +73,7 @@ public final class TextDistillationObjective: TrainingObjective {
                 let logits = embeddings.matmul(target.mT) * teacher.logitScale
                 terms["contrastive_loss"] = F.crossEntropy(logits, Tensor.arange(0, logits.size(0), device: logits.device)) * weights.contrastive
             }
-            guard backward(terms, into: &totals, microBatches: micro.count, perMicroBatch: Set(terms.keys)) else { return totals }
+            guard backward(terms, into: &totals, microBatches: micro.count, perMicroBatch: Set(terms.keys), scaler: scaler) else { return totals }
         }
         return totals
     }

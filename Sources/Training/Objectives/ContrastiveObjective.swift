@@ -7,7 +7,7 @@ import Torch
 
 /// CLIP-style training of a dual encoder: the contrastive (or SigLIP) loss over the batch,
 /// with open_clip's gradient accumulation (earlier micro-batches' features stay in the loss as
-/// negatives), optional bf16 autocast, and the learned temperature clamped after each step.
+/// negatives), optional bf16 or fp16 autocast, and the learned temperature clamped after each step.
 public final class ContrastiveObjective: TrainingObjective {
     public enum Loss { case clip, siglip(SigLIPLoss) }
 
@@ -34,8 +34,8 @@ public final class ContrastiveObjective: TrainingObjective {
         self.tokenizerFolder = tokenizerFolder
     }
 
-    public func forwardBackward(_ micro: [Batch]) -> [String: Double] {
-        accumulate(micro) { i, features in
+    public func forwardBackward(_ micro: [Batch], scaler: GradScaler?) -> [String: Double] {
+        accumulate(micro, scaler: scaler) { i, features in
             let (name, loss) = contrastiveTerm(features, trainsLossParameters: i == 0)
             return [name: loss]
         }
@@ -63,12 +63,13 @@ public final class ContrastiveObjective: TrainingObjective {
     /// micro-batch again with grad, its features spliced among the cached ones; `terms` names
     /// the loss terms of micro-batch `i`, which are back-propagated at once. Returns the terms
     /// averaged over the micro-batches (see `backward`), or stops at a non-finite total.
-    func accumulate(_ micro: [Batch], perMicroBatch: Set<String> = [],
+    func accumulate(_ micro: [Batch], perMicroBatch: Set<String> = [], scaler: GradScaler?,
                     terms: (Int, StepFeatures) -> [String: Tensor]) -> [String: Double] {
         let tokens = micro.map { tokenizer.encode($0.captions) }
         func features(_ i: Int) -> (Tensor, Tensor) {
             let forward = { (self.encoder.imageFeatures(micro[i].pixels), self.encoder.textFeatures(ids: tokens[i].ids, attentionMask: tokens[i].attentionMask)) }
-            return precision == .bf16 ? withAutocast(.bfloat16, forward) : forward()
+            guard let type = precision.autocastType else { return forward() }
+            return withAutocast(type, device: encoder.logitScale.device, forward)
         }
         var cached: [(Tensor, Tensor)] = []
         if micro.count > 1 { cached = withNoGrad { (0..<micro.count).map(features) } }
@@ -80,7 +81,7 @@ public final class ContrastiveObjective: TrainingObjective {
                 step.allImages = Tensor.cat(cached.enumerated().map { $0.offset == i ? image : $0.element.0 })
                 step.allTexts = Tensor.cat(cached.enumerated().map { $0.offset == i ? text : $0.element.1 })
             }
-            guard backward(terms(i, step), into: &totals, microBatches: micro.count, perMicroBatch: perMicroBatch) else { return totals }
+            guard backward(terms(i, step), into: &totals, microBatches: micro.count, perMicroBatch: perMicroBatch, scaler: scaler) else { return totals }
         }
         return totals
     }

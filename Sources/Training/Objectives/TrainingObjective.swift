@@ -19,8 +19,9 @@ public protocol TrainingObjective: AnyObject {
     var metrics: [MetricDefinition] { get }
     /// Forward and backward over the micro-batches of one optimizer step (gradients accumulate).
     /// Returns the loss terms averaged over the micro-batches, with their weighted sum as "loss";
-    /// a non-finite "loss" returns at once, before its backward pass.
-    func forwardBackward(_ micro: [Batch]) -> [String: Double]
+    /// a non-finite "loss" returns at once, before its backward pass. Under fp16 every backward
+    /// starts from `scaler.scale(loss)` (the `backward` helper does it).
+    func forwardBackward(_ micro: [Batch], scaler: GradScaler?) -> [String: Double]
     /// After the optimizer step (clamping a temperature, say).
     func afterOptimizerStep()
     /// Values for log lines besides the loss terms.
@@ -43,6 +44,8 @@ public protocol TrainingObjective: AnyObject {
 }
 
 extension TrainingObjective {
+    /// Without loss scaling (fp32, bf16).
+    public func forwardBackward(_ micro: [Batch]) -> [String: Double] { forwardBackward(micro, scaler: nil) }
     public var trainingHeads: Module? { nil }
     public func afterOptimizerStep() {}
     public func logValues() -> [String: Double] { [:] }
@@ -102,10 +105,30 @@ public enum Precision: String, Sendable, CaseIterable {
     case fp32
     /// bf16 autocast: matmuls in bf16, losses in fp32.
     case bf16
+    /// fp16 autocast with dynamic loss scaling (`GradScaler`, torch.amp's): float16 has too
+    /// little range for small gradients, so the loss is scaled up before backward. GPUs only.
+    case fp16
+
+    /// The dtype the forward pass autocasts to; nil: none (fp32).
+    public var autocastType: DType? {
+        switch self {
+        case .fp32: nil
+        case .bf16: .bfloat16
+        case .fp16: .float16
+        }
+    }
+
+    /// Why this precision cannot train on `device` (empty when it can), each said for the
+    /// recipe's `precision` key. On the CPU, float16 matmuls are slow and loss scaling only
+    /// papers over its range: bf16 has float32's range and needs no scaling.
+    public func problems(on device: Device) -> [String] {
+        self == .fp16 && device == .cpu ? ["fp16 needs a CUDA device (loss scaling of float16 is for GPUs); use bf16 on the CPU"] : []
+    }
 }
 
 /// One micro-batch's share of a step: sums the named terms (in a fixed order), adds each term
-/// and the total to `totals` averaged over the micro-batches, and back-propagates the total.
+/// and the total to `totals` averaged over the micro-batches, and back-propagates the total
+/// (times the loss scale under fp16; the trainer unscales the gradients before clipping).
 /// False (nothing back-propagated) when the total is not finite.
 ///
 /// `perMicroBatch` names the terms that are means over this micro-batch alone (distillation
@@ -114,7 +137,7 @@ public enum Precision: String, Sendable, CaseIterable {
 /// that the step's gradient is that of their average (the value reported), as without
 /// accumulation.
 func backward(_ terms: [String: Tensor], into totals: inout [String: Double], microBatches: Int,
-              perMicroBatch: Set<String> = []) -> Bool {
+              perMicroBatch: Set<String> = [], scaler: GradScaler?) -> Bool {
     let names = terms.keys.sorted()
     let scaled = names.map { microBatches > 1 && perMicroBatch.contains($0) ? terms[$0]! / Double(microBatches) : terms[$0]! }
     let total = scaled.dropFirst().reduce(scaled[0]) { $0 + $1 }
@@ -122,6 +145,6 @@ func backward(_ terms: [String: Tensor], into totals: inout [String: Double], mi
     totals["loss", default: 0] += value / Double(microBatches)
     for (name, t) in terms { totals[name, default: 0] += t.item(Double.self) / Double(microBatches) }
     guard value.isFinite else { return false }
-    total.backward()
+    (scaler?.scale(total) ?? total).backward()
     return true
 }

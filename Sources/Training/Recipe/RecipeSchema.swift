@@ -30,7 +30,7 @@ extension Recipe: RecipeCoding {
         coder.section("early_stopping", &earlyStopping, start: EarlyStoppingSection(),
                       help: "Stop when a validation metric has not improved for `patience` evaluations; null (the default) trains to the end.")
         coder.section("checkpoint", &checkpoint, help: "Where checkpoints go and which are kept.")
-        coder.field("precision", &precision, help: "Numeric precision of forward and backward: fp32, or bf16 autocast (matmuls in bf16, losses in fp32).")
+        coder.field("precision", &precision, help: "Numeric precision of forward and backward: fp32; bf16 autocast (matmuls in bf16, losses in fp32); or fp16 autocast with dynamic loss scaling (torch.amp.GradScaler's: scale 2^16, ×2 after 2,000 good steps, ×0.5 and the step skipped when gradients overflow), CUDA only.")
         coder.field("device", &device, RecipeRule(requirement: "must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\" (N a device index)") { Device.isWellFormed($0) },
                     help: "Where the run computes: \"auto\" (the first CUDA device when there is one, else the CPU), \"cpu\", \"cuda\" or \"cuda:N\". `--device` sets it.")
         coder.field("tf32", &tf32, help: "TensorFloat-32 matmuls and convolutions on CUDA (Ampere and later): faster fp32 with about 10 bits of mantissa in products. Off by default, as in PyTorch.")
