@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TestSupport
+import Torch
 
 /// What people type: open_clip's familiar flags, recipes run from another folder, `--version`,
 /// and the settings a run prints before its first step.
@@ -54,6 +55,25 @@ struct CommandLineTests {
         #expect(!missing.succeeded && missing.stderr.contains("data.train.manifest") && missing.stderr.contains("nowhere.csv"), "\(missing)")
         let precision = try run("train", ["--recipe", path, "--precision", "fp8"], in: folder)
         #expect(!precision.succeeded && precision.stderr.contains("precision") && precision.stderr.contains("\"fp32\", \"bf16\""), "\(precision)")
+    }
+
+    /// `--device`: a misspelling is an argument error (exit 64, with the usage); a device the
+    /// machine lacks is an error naming the fix (exit 1), in `train`, `eval` and `embed`.
+    @Test func devicesThisMachineLacksAreRefused() throws {
+        let folder = temporaryFolder()
+        let path = try writeRecipe(try tinyRecipe(name: "dev", directory: "\(folder)/runs", steps: 2), in: folder, file: "dev")
+        let checkpoint = try Trained.tiny.get().last
+        let spelled = try run("eval", ["--checkpoint", checkpoint, "--data", try Fixtures.valShards, "--device", "gpu"])
+        #expect(spelled.status == 64 && spelled.stderr.contains("--device must be auto, cpu, cuda or cuda:N"), "\(spelled)")
+        let recipe = try run("train", ["--recipe", path, "--device", "gpu"], in: folder)
+        #expect(recipe.status != 0 && recipe.stderr.contains("device") && recipe.stderr.contains("cuda:N"), "\(recipe)")
+        guard !Torch.isCUDAAvailable else { return }
+        let train = try run("train", ["--recipe", path, "--device", "cuda"], in: folder)
+        #expect(train.status == 1 && train.stderr.contains("Scripts/bootstrap --cuda") && !exists("\(folder)/runs/dev"), "\(train)")
+        let embed = try run("embed", ["--checkpoint", checkpoint, "--texts", "a red circle", "--out", "\(folder)/e.json", "--device", "cuda:1"])
+        #expect(embed.status == 1 && embed.stderr.contains("Scripts/bootstrap --cuda") && !embed.stderr.contains("Usage:"), "\(embed)")
+        let fp16 = try run("train", ["--recipe", path, "--precision", "fp16"], in: folder)
+        #expect(fp16.status == 1 && fp16.stderr.contains("fp16 needs a CUDA device"), "\(fp16)")
     }
 
     /// Every program answers `--version` with the framework's and libtorch's versions.
