@@ -29,6 +29,8 @@ public struct DataLoaderOptions: Sendable {
     public var badSamples: BadSamplePolicy
     /// Shards: samples held for shuffling (manifests are shuffled exactly).
     public var shuffleBuffer: Int
+    /// Data-parallel training: this process's share of each global batch (see `LoaderShard`).
+    public var shard = LoaderShard(rank: 0, count: 1)
 
     public init(batchSize: Int, threads: Int = 2, seed: UInt64 = 0, shuffle: Bool = true, dropLast: Bool = false,
                 prefetchBatches: Int = 4, badSamples: BadSamplePolicy = .skip, shuffleBuffer: Int = 2_000) {
@@ -69,6 +71,27 @@ public struct Batch: @unchecked Sendable {
                      captions: captions, tokenIds: tokenIds?.on(device, nonBlocking: nonBlocking),
                      attentionMask: attentionMask?.on(device, nonBlocking: nonBlocking),
                      labels: labels, origins: origins, epoch: epoch, position: position)
+    }
+}
+
+/// One process's share of the samples when `count` processes train together: the epoch's order
+/// is the same on every process, cut into global batches of `batchSize × count` samples, and
+/// process `rank` takes block `rank` of each (`batchSize` consecutive samples). The blocks in
+/// rank order are the batch a single process would take, so N processes see every sample once
+/// per epoch, and each decodes only its own. Resume positions are global.
+public struct LoaderShard: Sendable, Equatable {
+    public var rank: Int
+    public var count: Int
+
+    public init(rank: Int, count: Int) {
+        precondition(count >= 1 && (0..<count).contains(rank), "rank \(rank) of \(count)")
+        self.rank = rank
+        self.count = count
+    }
+
+    /// Whether the sample at `sequence` in the epoch's order is this process's, for batches of `batchSize`.
+    func owns(_ sequence: Int, batchSize: Int) -> Bool {
+        count == 1 || (sequence % (batchSize * count)) / batchSize == rank
     }
 }
 
@@ -160,7 +183,11 @@ public final class EpochIterator {
         var pixels = [Float](), teacherViewPixels = [Float]()
         pixels.reserveCapacity(options.batchSize * (loader.pipeline?.sampleCount ?? 0))
         var captions: [String] = [], labels: [String?] = [], origins: [String] = []
-        while captions.count < options.batchSize {
+        // Sharded: exactly one global batch of positions, whatever was skipped in it, so every
+        // process ends its batch at the same place (a bad sample makes this process's batch
+        // shorter, not another process's later). Unsharded: the next `batchSize` good samples.
+        let windowEnd = options.shard.count > 1 ? position + options.batchSize * options.shard.count : nil
+        while windowEnd.map({ position < $0 }) ?? (captions.count < options.batchSize) {
             let started = Date()
             let taken = pipe.take(position, stopWhen: stopWhen)
             waitSeconds += Date().timeIntervalSince(started)
@@ -193,7 +220,12 @@ public final class EpochIterator {
                 if issues.count <= 20 { FileHandle.standardError.write(Data("warning: skipped \(issue)\n".utf8)) }
             }
         }
-        if captions.isEmpty || (options.dropLast && captions.count < options.batchSize) { return nil }
+        if windowEnd != nil {
+            // The end of the data inside a global batch drops it on every process alike.
+            // A block whose samples were all bad is an empty batch: every process takes a step
+            // together (its loss terms are sums over its rows, so none adds nothing).
+            if finished && (options.dropLast || captions.isEmpty) { return nil }
+        } else if captions.isEmpty || (options.dropLast && captions.count < options.batchSize) { return nil }
         func images(_ pipeline: ImagePipeline?, _ floats: [Float]) -> Tensor? {
             pipeline.map { Tensor(floats, shape: [captions.count, 3, $0.preprocessing.size, $0.preprocessing.size]) }
         }
@@ -218,6 +250,8 @@ struct ProcessedSample: Sendable {
 
 enum LoadFailure: Error {
     case sample(SampleIssue)
+    /// Another process's sample (`LoaderShard`): neither decoded nor reported.
+    case elsewhere
     /// Not a sample: the whole source failed (fail policy) — stops the epoch.
     case fatal(Error)
 }
@@ -226,6 +260,8 @@ enum WorkItem: @unchecked Sendable {
     case row(Int)
     case record(SampleRecord)
     case failed(LoadFailure)
+    /// Another process's sample: only its place in the order matters here.
+    case elsewhere
 }
 
 /// The bounded hand-over between producer, workers and consumer, ordered by sequence number.

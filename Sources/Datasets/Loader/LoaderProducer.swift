@@ -5,6 +5,9 @@ struct Producer {
     let start: Int
     let pipe: SamplePipe
 
+    /// Whether the sample at `sequence` is this process's (always, unless sharded).
+    func owns(_ sequence: Int) -> Bool { loader.options.shard.owns(sequence, batchSize: loader.options.batchSize) }
+
     func run() {
         defer { pipe.finishProducing() }
         let options = loader.options
@@ -15,7 +18,7 @@ struct Producer {
                 var random = SeededRandom(seed: options.seed, epoch: epoch, index: -1)
                 order.shuffle(using: &random)
             }
-            for row in order.dropFirst(start) where !pipe.put(.row(row)) { return }
+            for (offset, row) in order.dropFirst(start).enumerated() where !pipe.put(owns(start + offset) ? .row(row) : .elsewhere) { return }
         case .shards(let paths):
             var random = SeededRandom(seed: options.seed, epoch: epoch, index: -2)
             var shards = paths
@@ -25,7 +28,9 @@ struct Producer {
             // Samples before `start` are read but not decoded.
             func emit(_ item: WorkItem) -> Bool {
                 defer { emitted += 1 }
-                return emitted < start || pipe.put(item)
+                // A fatal failure reaches every process, whoever's sample it was.
+                if case .failed(.fatal) = item { return emitted < start || pipe.put(item) }
+                return emitted < start || pipe.put(owns(emitted) ? item : .elsewhere)
             }
             for path in shards {
                 do {

@@ -23,6 +23,7 @@ struct Worker {
         let captionID: Int
         switch item {
         case .failed(let failure): return .failure(failure)
+        case .elsewhere: return .failure(.elsewhere)
         case .record(let r):
             record = r
             id = sequence
