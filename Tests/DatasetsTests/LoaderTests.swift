@@ -63,6 +63,33 @@ struct LoaderTests {
         #expect(dropped.map(\.count) == [8, 8])
     }
 
+    /// Two processes' shards of an epoch, block by block, are the one-process batches of twice
+    /// the size: the same samples, pixels and order; each process ends at the same global
+    /// position (what a resume restarts from), and a resumed shard continues exactly.
+    @Test func shardsOfAnEpochMakeTheSingleProcessBatches() throws {
+        let folder = temporaryFolder()
+        let shards = try makeShards(folder, count: 45, perShard: 10)
+        let manifest = try ManifestSource(path: try makeManifest(folder, count: 37))
+        for source in [DatasetSource.shards(shards), .manifest(manifest)] {
+            func sharded(_ rank: Int, start: Int = 0) throws -> [Batch] {
+                let l = loader(source, threads: 2, batch: 4, dropLast: true)
+                var options = l.options
+                options.shard = LoaderShard(rank: rank, count: 2)
+                return try all(DataLoader(source: source, pipeline: l.pipeline, options: options).epoch(1, startingAt: start))
+            }
+            let single = try all(loader(source, threads: 2, batch: 8, dropLast: true).epoch(1))
+            let (first, second) = (try sharded(0), try sharded(1))
+            #expect(first.count == single.count && second.count == single.count)
+            for (k, whole) in single.enumerated() {
+                #expect(first[k].captions + second[k].captions == whole.captions, "batch \(k)")
+                #expect(Tensor.cat([first[k].pixels, second[k].pixels]).equal(whole.pixels))
+                #expect(first[k].position == whole.position && second[k].position == whole.position)
+            }
+            let resumed = try sharded(1, start: single[1].position)
+            #expect(resumed.map(\.captions) == second.dropFirst(2).map(\.captions))
+        }
+    }
+
     @Test func resumingMidEpochContinuesExactly() throws {
         let folder = temporaryFolder()
         let shards = try makeShards(folder, count: 40, perShard: 10)
