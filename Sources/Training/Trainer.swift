@@ -14,8 +14,11 @@ let interrupted = Atomic<Bool>(false)
 public final class Trainer {
     public let setup: TrainingSetup
     public private(set) var state: TrainerState
-    private let metrics: MetricsLog
+    /// Rank 0's (or the only process's); nil on the other processes, which write nothing.
+    private let metrics: MetricsLog?
     private let progress: ProgressReporter
+    /// Whether this process writes checkpoints, logs and progress (rank 0, or the only one).
+    let isLeader: Bool
     private var records: [MetricsRecord] = []
     /// fp16's dynamic loss scaler (nil in fp32 and bf16); its state is saved with every checkpoint.
     private let scaler: GradScaler?
@@ -23,7 +26,7 @@ public final class Trainer {
     public var lastFolder: String { "\(setup.runFolder)/last" }
     public var bestFolder: String { "\(setup.runFolder)/best" }
 
-    private let folder: RunFolder
+    private let folder: RunFolder?
 
     /// Starts a run, or continues the one in `runFolder/last` when `resume` is true (and fails
     /// when there is none); see `RunStart`.
@@ -38,12 +41,21 @@ public final class Trainer {
             throw TrainingError(message: "precision \(problem)")
         }
         scaler = setup.precision == .fp16 ? setup.gradScaler ?? GradScaler() : nil
-        // An interrupted save is finished or rolled back before anything looks for a checkpoint.
-        for name in ["last", "best"] { try CheckpointDirectory.recover("\(setup.runFolder)/\(name)") }
-        folder = try RunFolder(setup.runFolder, start: start)
+        // Across processes rank 0 alone owns the run folder (lock, checkpoints, logs); the others
+        // wait for it, check that they run the same recipe, and read what it holds.
+        isLeader = (setup.group?.rank ?? 0) == 0
+        if isLeader {
+            // An interrupted save is finished or rolled back before anything looks for a checkpoint.
+            for name in ["last", "best"] { try CheckpointDirectory.recover("\(setup.runFolder)/\(name)") }
+            folder = try RunFolder(setup.runFolder, start: start)
+        } else {
+            folder = nil
+        }
+        if let group = setup.group { try Self.agree(on: setup.recipeJSON, group) }
         var messages: [String] = []
-        if start == .resume || start == .resumeIfPossible, folder.hasCheckpoint {
-            if let saved = FileManager.default.contents(atPath: "\(setup.runFolder)/recipe.json"), let current = setup.recipeJSON {
+        let hasCheckpoint = FileManager.default.fileExists(atPath: "\(setup.runFolder)/last/\(Checkpoint.stateFile)")
+        if start == .resume || start == .resumeIfPossible, hasCheckpoint {
+            if isLeader, let saved = FileManager.default.contents(atPath: "\(setup.runFolder)/recipe.json"), let current = setup.recipeJSON {
                 messages += try Self.checkResumable(saved: saved, current: current, folder: setup.runFolder)
             }
             state = try Checkpoint.load(from: "\(setup.runFolder)/last", into: setup.model, trainingHeads: setup.objective.trainingHeads,
@@ -52,16 +64,22 @@ public final class Trainer {
             let saved = state.rngStates
             try state.restoreRandomState(Self.generators(of: setup.device).filter { saved[$0.key] != nil })
             if let saved = state.gradScaler { scaler?.state = saved }
-            metrics = try MetricsLog(path: "\(setup.runFolder)/metrics.jsonl", resumeAt: state.globalStep)
-            records = try MetricsLog.read("\(setup.runFolder)/metrics.jsonl")
+            metrics = isLeader ? try MetricsLog(path: "\(setup.runFolder)/metrics.jsonl", resumeAt: state.globalStep) : nil
+            records = isLeader ? try MetricsLog.read("\(setup.runFolder)/metrics.jsonl") : []
         } else {
             if start == .resumeIfPossible { messages.append("\"resume\": \"latest\": \(setup.runFolder) has no checkpoint yet, so this run starts afresh") }
             state = TrainerState(globalStep: 0, earlyStopping: setup.earlyStopping, plateau: setup.plateau?.rule)
-            metrics = try MetricsLog(path: "\(setup.runFolder)/metrics.jsonl")
+            metrics = isLeader ? try MetricsLog(path: "\(setup.runFolder)/metrics.jsonl") : nil
         }
-        if let recipe = setup.recipeJSON { try folder.writeRecipe(recipe, resumedAt: state.globalStep > 0 ? state.globalStep : nil) }
-        progress = ProgressReporter(totalSteps: setup.totalSteps, logEvery: setup.logEverySteps, startStep: state.globalStep)
+        if let recipe = setup.recipeJSON { try folder?.writeRecipe(recipe, resumedAt: state.globalStep > 0 ? state.globalStep : nil) }
+        progress = isLeader ? ProgressReporter(totalSteps: setup.totalSteps, logEvery: setup.logEverySteps, startStep: state.globalStep)
+                            : ProgressReporter(totalSteps: setup.totalSteps, startStep: state.globalStep, output: { _ in })
         for message in messages { progress.message(message) }
+        if let group = setup.group {
+            // One starting point: rank 0's weights (fresh initialisations differ by process).
+            try group.broadcastState(setup.model)
+            if let heads = setup.objective.trainingHeads { try group.broadcastState(heads) }
+        }
     }
 
     /// Refuses a resume whose recipe changes the training itself (listing every change); returns
@@ -105,11 +123,17 @@ public final class Trainer {
                 } catch is LoadingInterrupted {
                     return try finishInterrupted(lastEval)
                 }
+                // Across processes an epoch ends for all when it ends for one (skipped samples
+                // can end a shard early), and Ctrl-C on one stops all at the same step.
+                if let group = setup.group {
+                    if try group.anyRank(interrupted.load(ordering: .relaxed)) { return try finishInterrupted(lastEval) }
+                    if try group.anyRank(fetched == nil) { break }
+                }
                 guard let batch = fetched?.on(setup.device, nonBlocking: true) else { break }
                 window.dataTime += Date().timeIntervalSince(fetchStarted)
                 micro.append(batch)
                 // Ctrl-C between micro-batches stops before the step (last/ is the previous step's).
-                if interrupted.load(ordering: .relaxed) { return try finishInterrupted(lastEval) }
+                if setup.group == nil, interrupted.load(ordering: .relaxed) { return try finishInterrupted(lastEval) }
                 guard micro.count == setup.accumulationSteps else { continue }
                 defer { micro.removeAll() }
 
@@ -263,17 +287,21 @@ public final class Trainer {
     /// error that says what to change.
     private func trainStep(_ micro: [Batch]) throws -> (terms: [String: Double], stepped: Bool) {
         do {
-            return try withTorchErrors { optimizerStep(micro) }
+            return try withTorchErrors { try optimizerStep(micro) }
         } catch let error as TorchError {
             throw StepFailure.explain(error, step: state.globalStep, batchSize: micro.first?.count ?? 0, microBatches: micro.count,
                                       device: setup.device, precision: setup.precision)
         }
     }
 
-    private func optimizerStep(_ micro: [Batch]) -> (terms: [String: Double], stepped: Bool) {
+    private func optimizerStep(_ micro: [Batch]) throws -> (terms: [String: Double], stepped: Bool) {
         setup.optimizer.zeroGrad()
-        var totals = setup.objective.forwardBackward(micro, scaler: scaler)
+        var totals = try setup.objective.forwardBackward(micro, scaler: scaler)
         guard totals["loss"]?.isFinite == true else { return (totals, false) }
+        // Data parallel: every process steps with the average of their gradients (DDP's rule).
+        if let group = setup.group {
+            try group.averageGradients(setup.optimizer.groups.flatMap { $0.parameters.map(\.tensor) }.filter(\.requiresGrad))
+        }
         // Clipping must see the true gradients: unscale first (torch's documented order). On an
         // overflow they hold inf/NaN and the step is skipped, so they are not clipped.
         scaler?.unscale(setup.optimizer)
@@ -297,7 +325,9 @@ public final class Trainer {
     private func evaluate() throws -> [String: Double] {
         guard let validation = setup.validation else { return [:] }
         progress.message("evaluating at step \(state.globalStep)…")
-        let values = try setup.objective.evaluate(validation)
+        // Across processes rank 0 evaluates on the whole validation set (the single-process
+        // result) and the others take its numbers, so that every decision is the same.
+        let values = try setup.group.map { try shareEvaluation($0, validation) } ?? setup.objective.evaluate(validation)
         let summary = setup.objective.metrics.filter(\.summary).compactMap { metric in
             values[metric.name].map { String(format: "%@ %.4f", metric.name, $0) }
         }.joined(separator: ", ")
@@ -334,6 +364,7 @@ public final class Trainer {
         var values = values
         if let best = state.bestStep { values["best_step"] = Double(best) }
         let record = MetricsRecord(kind: kind, step: state.globalStep, epoch: epochProgress, values: values)
+        guard let metrics else { return }
         try metrics.append(record)
         records.append(record)
         // Redrawing costs O(records): do it at evaluations (and at the end), not every log step.
@@ -341,12 +372,14 @@ public final class Trainer {
     }
 
     private func writeCurves() throws {
+        guard isLeader else { return }
         try CurvesPlot.write(records, title: URL(fileURLWithPath: setup.runFolder).lastPathComponent, to: "\(setup.runFolder)/curves.svg")
     }
 
     public func saveLast() throws { try save(to: lastFolder) }
 
     private func save(to folder: String) throws {
+        guard isLeader else { return }
         state.captureRandomState(Self.generators(of: setup.device))
         state.gradScaler = scaler?.state
         try Checkpoint.save(to: folder, model: setup.model, trainingHeads: setup.objective.trainingHeads, optimizer: setup.optimizer,

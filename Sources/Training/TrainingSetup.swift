@@ -44,6 +44,8 @@ public struct TrainingSetup {
     public var recipeJSON: Data?
     /// Where the model, batches and losses live (`place(on:)` the objective before training).
     public var device: Device = .cpu
+    /// The processes training together (data parallel); nil: this one alone.
+    public var group: (any DataParallelGroup)?
     /// What the run prints before its first step besides its settings (converted weights).
     public var notes: [String] = []
 

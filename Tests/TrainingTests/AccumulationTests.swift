@@ -30,10 +30,10 @@ struct AccumulationTests {
     }
 
     /// Gradients of every trainable parameter (and of `extra`) after one forwardBackward.
-    static func gradients(_ objective: ContrastiveObjective, _ micro: [Batch], extra: [(String, Tensor)] = []) -> (loss: Double, grads: [String: Tensor]) {
+    static func gradients(_ objective: ContrastiveObjective, _ micro: [Batch], extra: [(String, Tensor)] = []) throws -> (loss: Double, grads: [String: Tensor]) {
         let parameters = objective.model.trainableParameters() + extra
         for (_, p) in parameters { p.grad = nil }
-        let totals = objective.forwardBackward(micro)
+        let totals = try objective.forwardBackward(micro)
         var grads: [String: Tensor] = [:]
         for (name, p) in parameters { grads[name] = p.grad?.clone() }
         return (totals["loss"]!, grads)
@@ -52,9 +52,9 @@ struct AccumulationTests {
         let pixels = Tensor.randn([16, 3, 16, 16], dtype: .float64, generator: g)
         let colours = ["red", "green", "blue", "yellow"], shapes = ["circle", "square", "star", "triangle"]
         let captions = (0..<16).map { "a \(colours[$0 % 4]) \(shapes[$0 / 4]) on a plain background" }
-        let full = Self.gradients(objective, [Self.batch(pixels, captions)], extra: extra)
+        let full = try Self.gradients(objective, [Self.batch(pixels, captions)], extra: extra)
         let micro = (0..<4).map { i in Self.batch(pixels[(i * 4)..<(i * 4 + 4)], Array(captions[(i * 4)..<(i * 4 + 4)])) }
-        let accumulated = Self.gradients(objective, micro, extra: extra)
+        let accumulated = try Self.gradients(objective, micro, extra: extra)
 
         #expect(Swift.abs(full.loss - accumulated.loss) < 1e-9, "loss \(full.loss) vs \(accumulated.loss)")
         #expect(full.grads.count == objective.model.trainableParameters().count + extra.count)
@@ -86,13 +86,13 @@ struct AccumulationTests {
         let batch = try #require(try plan.setup.train.epoch(0).next())
         let parameters = objective.model.trainableParameters() + (objective.trainingHeads?.trainableParameters() ?? [])
         #expect(parameters.contains { $0.name.hasPrefix("text.") || $0.name.hasPrefix("image.") }, "the projections are trained")
-        func gradients(_ micro: [Batch]) -> (totals: [String: Double], grads: [String: Tensor]) {
+        func gradients(_ micro: [Batch]) throws -> (totals: [String: Double], grads: [String: Tensor]) {
             for (_, p) in parameters { p.grad = nil }
-            let totals = objective.forwardBackward(micro)
+            let totals = try objective.forwardBackward(micro)
             return (totals, Dictionary(uniqueKeysWithValues: parameters.compactMap { p in p.tensor.grad.map { (p.name, $0.clone()) } }))
         }
-        let full = gradients([batch])   // fills the teacher cache: both runs see the same teacher embeddings
-        let accumulated = gradients([Self.slice(batch, 0..<8), Self.slice(batch, 8..<16)])
+        let full = try gradients([batch])   // fills the teacher cache: both runs see the same teacher embeddings
+        let accumulated = try gradients([Self.slice(batch, 0..<8), Self.slice(batch, 8..<16)])
         #expect(full.totals["feature_distill_loss"]! > 0.1 && full.totals["contrastive_loss"]! > 0.1)
         #expect(Swift.abs(full.totals["contrastive_loss"]! - accumulated.totals["contrastive_loss"]!) < 1e-5)
         #expect(full.grads.count == parameters.count && accumulated.grads.count == parameters.count)
@@ -125,13 +125,13 @@ struct AccumulationTests {
         let batch = try #require(try plan.setup.train.epoch(0).next())
         let parameters = objective.model.trainableParameters() + (objective.trainingHeads?.trainableParameters() ?? [])
         #expect(objective.trainingHeads != nil, "a 16-wide student needs the learned projection")
-        func gradients(_ micro: [Batch]) -> [String: Tensor] {
+        func gradients(_ micro: [Batch]) throws -> [String: Tensor] {
             for (_, p) in parameters { p.grad = nil }
-            _ = objective.forwardBackward(micro)
+            _ = try objective.forwardBackward(micro)
             return Dictionary(uniqueKeysWithValues: parameters.compactMap { p in p.tensor.grad.map { (p.name, $0.clone()) } })
         }
-        let full = gradients([batch])
-        let accumulated = gradients((0..<4).map { Self.slice(batch, ($0 * 4)..<($0 * 4 + 4)) })
+        let full = try gradients([batch])
+        let accumulated = try gradients((0..<4).map { Self.slice(batch, ($0 * 4)..<($0 * 4 + 4)) })
         #expect(!full.isEmpty && full.count == accumulated.count)
         for (name, reference) in full {
             let difference = maxDifference(accumulated[name]!, reference)

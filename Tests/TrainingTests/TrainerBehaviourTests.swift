@@ -34,7 +34,7 @@ final class HookedObjective: TrainingObjective {
     var metrics: [MetricDefinition] { inner.metrics }
     var embedders: [String: (Batch) -> Tensor] { inner.embedders }
 
-    func forwardBackward(_ micro: [Batch], scaler: GradScaler?) -> [String: Double] {
+    func forwardBackward(_ micro: [Batch], scaler: GradScaler?) throws -> [String: Double] {
         defer { calls += 1 }
         beforeForward?(calls, micro)
         var batches = micro
@@ -44,7 +44,7 @@ final class HookedObjective: TrainingObjective {
                       tokenIds: b.tokenIds, attentionMask: b.attentionMask, labels: b.labels, origins: b.origins, epoch: b.epoch, position: b.position)
             }
         }
-        var totals = inner.forwardBackward(batches, scaler: scaler)
+        var totals = try inner.forwardBackward(batches, scaler: scaler)
         afterBackward?(calls)
         if nanAfterBackwardAt.contains(calls) { totals["loss"] = .nan }
         return totals

@@ -21,7 +21,7 @@ extension RunBuilder {
     /// Turns a recipe with a `distill` section into a distillation run. What the recipe alone
     /// decides was checked when it was decoded; what depends on the teacher is checked here, all
     /// at once, before the student is built.
-    public static func distillation(_ recipe: Recipe, resolved: Data?) throws -> DistillationPlan {
+    public static func distillation(_ recipe: Recipe, resolved: Data?, group: (any DataParallelGroup)? = nil) throws -> DistillationPlan {
         guard let section = recipe.distill else {
             throw TrainingError(message: "the recipe has no distill section; `distill` needs at least {\"distill\": {\"teacher\": \"<checkpoint folder>\"}}")
         }
@@ -60,6 +60,9 @@ extension RunBuilder {
             let projections = FeatureProjections(imageFrom: nil, imageTo: nil, textFrom: student.width, textTo: teacher.embeddingDim)
             let objective = TextDistillationObjective(student: student, tokenizer: tokenizer, tokenizerFolder: tokenizerFolder, teacher: teacher,
                                                       weights: weights, projections: projections, cache: try cache())
+            if let group, group.worldSize > 1 {
+                throw TrainingError(message: "text-only distillation trains in one process; start it without torchrun or --nproc-per-node")
+            }
             let data = try loaders(recipe, images: nil)
             let setup = try assemble(recipe, objective: objective, data: data, resolved: resolved)
             return DistillationPlan(setup: setup, teacher: teacher, teacherValidation: data.validation, warnings: warnings)
@@ -74,13 +77,14 @@ extension RunBuilder {
             warnings.append("the student (\(student.parameterCount) parameters) is larger than the teacher (\(teacher.parameterCount))")
         }
         let contrastive = try contrastiveObjective(recipe, student, tokenizer, tokenizerFolder, preprocessing)
+        contrastive.group = group
         let projections = weights.feature > 0
             ? FeatureProjections(imageFrom: student.projectionDim, imageTo: teacher.embeddingDim, textFrom: student.projectionDim, textTo: teacher.embeddingDim)
             : FeatureProjections(imageFrom: nil, imageTo: nil, textFrom: 0, textTo: 0)
         let objective = DistillationObjective(student: contrastive, teacher: teacher, weights: weights, projections: projections, cache: try cache())
         let images = ImagePipeline(preprocessing: preprocessing, augmentation: recipe.data.augmentation)
-        let data = try loaders(recipe, images: images, teacherView: teacherPreprocessing == preprocessing ? nil : teacherPreprocessing)
-        let setup = try assemble(recipe, objective: objective, data: data, resolved: resolved)
+        let data = try loaders(recipe, images: images, teacherView: teacherPreprocessing == preprocessing ? nil : teacherPreprocessing, group: group)
+        let setup = try assemble(recipe, objective: objective, data: data, resolved: resolved, group: group)
         var teacherValidation = data.validation
         if teacherPreprocessing != preprocessing, let val = recipe.data.val, let options = data.validation?.options {
             teacherValidation = DataLoader(source: try source(val), pipeline: ImagePipeline(preprocessing: teacherPreprocessing), options: options)

@@ -33,12 +33,14 @@ public enum RunBuilder {
     }
 
     /// Contrastive fine-tuning (`train`): the recipe's dual encoder under the CLIP or SigLIP loss.
-    public static func contrastive(_ recipe: Recipe, resolved: Data?) throws -> TrainingSetup {
+    /// `group`: the processes training together (data parallel), or nil for this one alone.
+    public static func contrastive(_ recipe: Recipe, resolved: Data?, group: (any DataParallelGroup)? = nil) throws -> TrainingSetup {
         Torch.manualSeed(UInt64(recipe.seed))
         let (model, tokenizer, tokenizerFolder, preprocessing) = try ModelBuilder.dualEncoder(recipe)
-        let data = try loaders(recipe, images: ImagePipeline(preprocessing: preprocessing, augmentation: recipe.data.augmentation))
+        let data = try loaders(recipe, images: ImagePipeline(preprocessing: preprocessing, augmentation: recipe.data.augmentation), group: group)
         let objective = try contrastiveObjective(recipe, model, tokenizer, tokenizerFolder, preprocessing)
-        return try assemble(recipe, objective: objective, data: data, resolved: resolved)
+        objective.group = group
+        return try assemble(recipe, objective: objective, data: data, resolved: resolved, group: group)
     }
 
     /// The recipe's contrastive objective over a dual encoder. Under the SigLIP loss the model
@@ -97,22 +99,28 @@ public enum RunBuilder {
 
     /// `images` nil: a text-only loader. `teacherView`: the teacher's own preprocessing, when it
     /// differs from the student's (the loader replays each crop in it).
-    static func loaders(_ recipe: Recipe, images: ImagePipeline?, teacherView: ImagePreprocessing? = nil) throws -> DataPlan {
+    static func loaders(_ recipe: Recipe, images: ImagePipeline?, teacherView: ImagePreprocessing? = nil,
+                        group: (any DataParallelGroup)? = nil) throws -> DataPlan {
         let data = recipe.data
         let trainSource = try source(data.train)
         let count = try sampleCount(trainSource)
-        let perStep = data.batchSize * recipe.optimizer.accumulationSteps
+        let processes = group?.worldSize ?? 1
+        // Data parallel: each process takes batch_size samples of a global batch of batch_size × processes.
+        let perStep = data.batchSize * recipe.optimizer.accumulationSteps * processes
         guard count >= perStep else {
-            throw TrainingError(message: "data.train has \(counted(count, "sample")), fewer than one step needs (batch_size \(data.batchSize) × accumulation_steps \(recipe.optimizer.accumulationSteps))")
+            throw TrainingError(message: "data.train has \(counted(count, "sample")), fewer than one step needs (batch_size \(data.batchSize) × accumulation_steps \(recipe.optimizer.accumulationSteps)"
+                                + (processes > 1 ? " × \(processes) processes)" : ")"))
         }
         let captionAugmenter = data.textAugmentation.isIdentity ? nil : TextAugmenter(wordNet: try WordNet(), config: data.textAugmentation)
-        let options = DataLoaderOptions(batchSize: data.batchSize, threads: data.threads, seed: UInt64(recipe.seed), shuffle: true, dropLast: true,
+        var options = DataLoaderOptions(batchSize: data.batchSize, threads: data.threads, seed: UInt64(recipe.seed), shuffle: true, dropLast: true,
                                         badSamples: data.badSamples, shuffleBuffer: data.shuffleBuffer)
+        if let group { options.shard = LoaderShard(rank: group.rank, count: group.worldSize) }
         let teacherPipeline = teacherView.map { ImagePipeline(preprocessing: $0, augmentation: images?.augmentation) }
         let train = DataLoader(source: trainSource, pipeline: images, teacherView: teacherPipeline, captionAugmenter: captionAugmenter, options: options)
         var validation: DataLoader?
         if let val = data.val {
             var valOptions = options
+            valOptions.shard = LoaderShard(rank: 0, count: 1)   // rank 0 evaluates on all of it
             valOptions.shuffle = false
             valOptions.dropLast = false
             valOptions.batchSize = recipe.eval.batchSize ?? data.batchSize
@@ -138,7 +146,8 @@ public enum RunBuilder {
     /// Optimizer (over the model's trainable parameters and the objective's training heads),
     /// schedule, what evaluations watch, and the loop settings: the part `train` and `distill`
     /// share. Metric names are checked against what the objective reports.
-    static func assemble(_ recipe: Recipe, objective: any TrainingObjective, data: DataPlan, resolved: Data?) throws -> TrainingSetup {
+    static func assemble(_ recipe: Recipe, objective: any TrainingObjective, data: DataPlan, resolved: Data?,
+                         group: (any DataParallelGroup)? = nil) throws -> TrainingSetup {
         let settings = recipe.optimizer
         var groups = ParameterGroup.standard(objective.model, learningRate: settings.lr, weightDecay: settings.weightDecay,
                                              noDecayForEmbeddings: settings.noDecayEmbeddings)
@@ -168,6 +177,7 @@ public enum RunBuilder {
         setup.logEverySteps = recipe.logEverySteps
         setup.maxNonFiniteSteps = recipe.maxNonFiniteSteps
         setup.recipeJSON = resolved
+        setup.group = group
         setup.notes = ModelBuilder.conversionNotes(recipe)
         setup.device = try Device.parse(recipe.device).validated()
         objective.place(on: setup.device)

@@ -47,22 +47,27 @@ public final class DistillationObjective: TrainingObjective {
         self.cache = cache
     }
 
-    public func forwardBackward(_ micro: [Batch], scaler: GradScaler?) -> [String: Double] {
+    public func forwardBackward(_ micro: [Batch], scaler: GradScaler?) throws -> [String: Double] {
         // The distillation terms are means over one micro-batch (see `backward`).
-        student.accumulate(micro, perMicroBatch: ["logit_distill_loss", "feature_distill_loss"], scaler: scaler) { i, features in
-            lossTerms(micro[i], features, trainsLossParameters: i == 0)
+        try student.accumulate(micro, perMicroBatch: ["logit_distill_loss", "feature_distill_loss"], scaler: scaler) { i, features in
+            try lossTerms(micro[i], features, trainsLossParameters: i == 0)
         }
     }
 
     /// The weighted loss terms of one micro-batch: the student's contrastive loss over the step's
     /// features, then the teacher's embeddings (computed or cached) against the student's.
-    func lossTerms(_ batch: Batch, _ features: StepFeatures, trainsLossParameters: Bool) -> [String: Tensor] {
+    func lossTerms(_ batch: Batch, _ features: StepFeatures, trainsLossParameters: Bool) throws -> [String: Tensor] {
         var terms: [String: Tensor] = [:]
         if weights.contrastive > 0 {
             let (name, loss) = student.contrastiveTerm(features, trainsLossParameters: trainsLossParameters)
             terms[name] = weights.contrastive == 1 ? loss : loss * weights.contrastive
         }
         let target = teacherEmbeddings(batch)
+        if let share = features.microShare, let group = student.group {
+            // Across processes: the teacher's embeddings of every process's micro-batch for the
+            // logit term's columns; this process's rows of each term (see `RowShare`).
+            return try sharedDistillationTerms(terms, target: target, features: features, share: share, group: group)
+        }
         if weights.logit > 0 {
             let studentLogits = contrastiveLogits(features.image, features.text, logitScale: student.encoder.logitScale)
             let teacherLogits = target.image.matmul(target.text.mT) * teacher.logitScale

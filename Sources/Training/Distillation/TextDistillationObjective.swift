@@ -54,7 +54,7 @@ public final class TextDistillationObjective: TrainingObjective {
         return cache.texts(sentences) { rows in teacher.textEmbeddings(rows.map { sentences[$0] }) }.on(teacher.device)   // the cache keeps host rows
     }
 
-    public func forwardBackward(_ micro: [Batch], scaler: GradScaler?) -> [String: Double] {
+    public func forwardBackward(_ micro: [Batch], scaler: GradScaler?) throws -> [String: Double] {
         var totals: [String: Double] = [:]
         for batch in micro {
             let target = teacherEmbeddings(batch.captions)

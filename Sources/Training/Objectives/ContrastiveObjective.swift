@@ -17,6 +17,8 @@ public final class ContrastiveObjective: TrainingObjective {
     public var logitScaleMax = Foundation.log(100.0)
     public var precision: Precision = .fp32
     public var zeroShot: ZeroShotClasses?
+    /// The processes training together (data parallel); nil or one process: this one alone.
+    public var group: (any DataParallelGroup)?
     /// Retrieval metrics in evaluations (zero-shot and the validation loss are separate).
     public var retrieval = true
     public var preprocessing: ImagePreprocessing
@@ -34,8 +36,8 @@ public final class ContrastiveObjective: TrainingObjective {
         self.tokenizerFolder = tokenizerFolder
     }
 
-    public func forwardBackward(_ micro: [Batch], scaler: GradScaler?) -> [String: Double] {
-        accumulate(micro, scaler: scaler) { i, features in
+    public func forwardBackward(_ micro: [Batch], scaler: GradScaler?) throws -> [String: Double] {
+        try accumulate(micro, scaler: scaler) { i, features in
             let (name, loss) = contrastiveTerm(features, trainsLossParameters: i == 0)
             return [name: loss]
         }
@@ -50,12 +52,17 @@ public final class ContrastiveObjective: TrainingObjective {
     /// accum_freq times.)
     func contrastiveTerm(_ features: StepFeatures, trainsLossParameters: Bool) -> (String, Tensor) {
         let scale = trainsLossParameters ? encoder.logitScale : encoder.logitScale.detach()
-        switch loss {
-        case .clip:
+        switch (loss, features.stepShare) {
+        case (.clip, nil):
             return ("contrastive_loss", clipLoss(imageFeatures: features.allImages, textFeatures: features.allTexts, logitScale: scale))
-        case .siglip(let siglip):
+        case (.clip, let share?):
+            return ("contrastive_loss", clipLoss(imageFeatures: features.allImages, textFeatures: features.allTexts, logitScale: scale, share: share))
+        case (.siglip(let siglip), nil):
             return ("siglip_loss", siglip(imageFeatures: features.allImages, textFeatures: features.allTexts, logitScale: scale,
                                           trainBias: trainsLossParameters))
+        case (.siglip(let siglip), let share?):
+            return ("siglip_loss", siglip(imageFeatures: features.allImages, textFeatures: features.allTexts, logitScale: scale,
+                                          trainBias: trainsLossParameters, share: share))
         }
     }
 
@@ -64,26 +71,34 @@ public final class ContrastiveObjective: TrainingObjective {
     /// the loss terms of micro-batch `i`, which are back-propagated at once. Returns the terms
     /// averaged over the micro-batches (see `backward`), or stops at a non-finite total.
     func accumulate(_ micro: [Batch], perMicroBatch: Set<String> = [], scaler: GradScaler?,
-                    terms: (Int, StepFeatures) -> [String: Tensor]) -> [String: Double] {
-        let tokens = micro.map { tokenizer.encode($0.captions) }
-        func features(_ i: Int) -> (Tensor, Tensor) {
-            let forward = { (self.encoder.imageFeatures(micro[i].pixels), self.encoder.textFeatures(ids: tokens[i].ids, attentionMask: tokens[i].attentionMask)) }
-            guard let type = precision.autocastType else { return forward() }
-            return withAutocast(type, device: encoder.logitScale.device, forward)
+                    terms: (Int, StepFeatures) throws -> [String: Tensor]) throws -> [String: Double] {
+        if let group, group.worldSize > 1 {
+            return try accumulateAcrossProcesses(micro, group: group, perMicroBatch: perMicroBatch, scaler: scaler, terms: terms)
         }
+        let features = featureFunction(micro)
         var cached: [(Tensor, Tensor)] = []
         if micro.count > 1 { cached = withNoGrad { (0..<micro.count).map(features) } }
         var totals: [String: Double] = [:]
         for i in 0..<micro.count {
             let (image, text) = features(i)
-            var step = StepFeatures(image: image, text: text, allImages: image, allTexts: text)
+            var step = StepFeatures(image: image, text: text, allImages: image, allTexts: text, stepShare: nil, microShare: nil)
             if micro.count > 1 {
                 step.allImages = Tensor.cat(cached.enumerated().map { $0.offset == i ? image : $0.element.0 })
                 step.allTexts = Tensor.cat(cached.enumerated().map { $0.offset == i ? text : $0.element.1 })
             }
-            guard backward(terms(i, step), into: &totals, microBatches: micro.count, perMicroBatch: perMicroBatch, scaler: scaler) else { return totals }
+            guard backward(try terms(i, step), into: &totals, microBatches: micro.count, perMicroBatch: perMicroBatch, scaler: scaler) else { return totals }
         }
         return totals
+    }
+
+    /// The projected (image, text) features of micro-batch `i`, under the run's autocast.
+    func featureFunction(_ micro: [Batch]) -> (Int) -> (Tensor, Tensor) {
+        let tokens = micro.map { tokenizer.encode($0.captions) }
+        return { i in
+            let forward = { (self.encoder.imageFeatures(micro[i].pixels), self.encoder.textFeatures(ids: tokens[i].ids, attentionMask: tokens[i].attentionMask)) }
+            guard let type = self.precision.autocastType else { return forward() }
+            return withAutocast(type, device: self.encoder.logitScale.device, forward)
+        }
     }
 
     public func afterOptimizerStep() {
@@ -120,9 +135,15 @@ public final class ContrastiveObjective: TrainingObjective {
 
 /// The projected features of one micro-batch (with grad) and of the whole step: this
 /// micro-batch's rows spliced among the cached, gradient-free rows of the others.
+///
+/// Across processes (`DataParallelGroup`) these are gathered from every process: `stepShare` is
+/// this process's rows of `allImages`/`allTexts`, `microShare` its rows of `image`/`text`, and
+/// each loss term covers only its share (see `RowShare`); nil in one process.
 struct StepFeatures {
     var image: Tensor
     var text: Tensor
     var allImages: Tensor
     var allTexts: Tensor
+    var stepShare: RowShare?
+    var microShare: RowShare?
 }

@@ -21,7 +21,7 @@ public protocol TrainingObjective: AnyObject {
     /// Returns the loss terms averaged over the micro-batches, with their weighted sum as "loss";
     /// a non-finite "loss" returns at once, before its backward pass. Under fp16 every backward
     /// starts from `scaler.scale(loss)` (the `backward` helper does it).
-    func forwardBackward(_ micro: [Batch], scaler: GradScaler?) -> [String: Double]
+    func forwardBackward(_ micro: [Batch], scaler: GradScaler?) throws -> [String: Double]
     /// After the optimizer step (clamping a temperature, say).
     func afterOptimizerStep()
     /// Values for log lines besides the loss terms.
@@ -45,7 +45,7 @@ public protocol TrainingObjective: AnyObject {
 
 extension TrainingObjective {
     /// Without loss scaling (fp32, bf16).
-    public func forwardBackward(_ micro: [Batch]) -> [String: Double] { forwardBackward(micro, scaler: nil) }
+    public func forwardBackward(_ micro: [Batch]) throws -> [String: Double] { try forwardBackward(micro, scaler: nil) }
     public var trainingHeads: Module? { nil }
     public func afterOptimizerStep() {}
     public func logValues() -> [String: Double] { [:] }
