@@ -12,8 +12,10 @@ struct Distill: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Distil a teacher checkpoint into a smaller student from a JSON recipe.", version: ClipTune.versionLine)
 
     @OptionGroup var options: RunOptions
+    @OptionGroup var launch: LaunchOptions
 
     func run() throws {
+        if launch.launches { throw ExitCode(try Launcher.run(launch)) }
         let (recipe, resolved) = try options.load(defaultRecipe: "Recipes/distill.json")
         let plan = try RunBuilder.distillation(recipe, resolved: resolved)
         for warning in plan.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }

@@ -11,9 +11,11 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Fine-tune a CLIP-style dual encoder from a JSON recipe.", version: ClipTune.versionLine)
 
     @OptionGroup var options: RunOptions
+    @OptionGroup var launch: LaunchOptions
     @Flag(help: "Print the recipe reference (every key, its type, default and meaning) as Markdown and exit.") var recipeReference = false
 
     func run() throws {
+        if launch.launches { throw ExitCode(try Launcher.run(launch)) }
         if recipeReference {
             print(Recipe.reference(), terminator: "")
             return

@@ -23,11 +23,16 @@ struct DataParallelTests {
                     : try RunBuilder.contrastive(recipe, resolved: recipe.resolvedJSON(), group: group)
         }
         let single = try setup(try tinyRecipe(runs, name: "\(name)-one", steps: steps, extra: common + ["data.batch_size=32"]), group: nil)
-        try Trainer(single, resume: false).run()
-
         let hub = ThreadGroupHub(size: 2)
         let recipe = try tinyRecipe(runs, name: "\(name)-two", steps: steps, extra: common + ["data.batch_size=16"])
-        let setups = try (0..<2).map { try setup(recipe, group: hub.group($0)) }   // built in turn: one seed, one initialisation
+        let setups = try (0..<2).map { try setup(recipe, group: hub.group($0)) }
+        // One starting point for both runs: rank 0's initialisation (the one the ranks broadcast).
+        // Seeding alone is not enough while other tests draw from libtorch's global generator.
+        try single.model.load(Dictionary(uniqueKeysWithValues: setups[0].model.stateDict().map { ($0.name, $0.tensor) }))
+        if let heads = single.objective.trainingHeads, let rankHeads = setups[0].objective.trainingHeads {
+            try heads.load(Dictionary(uniqueKeysWithValues: rankHeads.stateDict().map { ($0.name, $0.tensor) }))
+        }
+        try Trainer(single, resume: false).run()
         nonisolated(unsafe) let shared = setups
         _ = try onThreads(2) { rank in try Trainer(shared[rank], resume: false).run() }
 

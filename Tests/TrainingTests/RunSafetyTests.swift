@@ -70,7 +70,7 @@ struct RunSafetyTests {
     @Test func resumingWithAChangedRecipe() throws {
         let runs = temporaryFolder()
         func recipe(_ extra: [String]) throws -> (Recipe, Data) {
-            let r = try tinyRecipe(runs, name: "changing", steps: 2, extra: extra)
+            let r = try tinyRecipe(runs, name: "changing", steps: 2, extra: ["world_size=1"] + extra)   // as recipe.json records it
             return (r, r.resolvedJSON())
         }
         let (original, json) = try recipe([])

@@ -162,6 +162,12 @@ public enum RunBuilder {
         let schedule = LRSchedule(recipe.schedule.kind, warmupSteps: recipe.schedule.warmupSteps, totalSteps: data.totalSteps)
         if let problem = schedule.problems.first { throw RecipeErrors(file: "", errors: [RecipeError(path: "schedule", message: problem)]) }
 
+        let processes = group?.worldSize ?? 1
+        if let expected = recipe.worldSize, expected != processes {
+            throw RecipeErrors(file: "", errors: [RecipeError(path: "world_size", message: "is \(expected) but \(counted(processes, "process")) \(processes == 1 ? "is" : "are") training; launch \(expected) (torchrun --nproc-per-node or --nproc-per-node), or set world_size to null")])
+        }
+        var recorded = recipe
+        recorded.worldSize = processes   // recipe.json says how many processes trained (the global batch)
         var setup = TrainingSetup(runFolder: "\(recipe.checkpoint.directory)/\(recipe.name)", objective: objective, train: data.train,
                                   validation: data.validation, optimizer: optimizer, schedule: schedule, totalSteps: data.totalSteps)
         setup.stepsPerEpoch = data.stepsPerEpoch
@@ -176,7 +182,7 @@ public enum RunBuilder {
         setup.checkpointEverySteps = recipe.checkpoint.everySteps
         setup.logEverySteps = recipe.logEverySteps
         setup.maxNonFiniteSteps = recipe.maxNonFiniteSteps
-        setup.recipeJSON = resolved
+        setup.recipeJSON = resolved.map { _ in recorded.resolvedJSON() }
         setup.group = group
         setup.notes = ModelBuilder.conversionNotes(recipe)
         setup.device = try Device.parse(recipe.device).validated()

@@ -44,6 +44,9 @@ public struct Recipe: Sendable, Equatable {
     /// Deterministic algorithms only (libtorch refuses ops that have none): runs repeat bit for
     /// bit on CUDA too, a little slower.
     public var deterministic = false
+    /// Processes training together (data parallel). Filled in by the run (1 for one process);
+    /// a recipe that sets it runs only with that many.
+    public var worldSize: Int?
     /// Passes over the training data. At least one of `epochs` and `maxSteps` is set; with both,
     /// training stops at whichever comes first.
     public var epochs: Int?

@@ -21,6 +21,7 @@ extension Recipe {
         }
         var old: [String: String] = [:], new: [String: String] = [:]
         if let object = try? JSONSerialization.jsonObject(with: saved) { flatten(object, "", into: &old) }
+        if old["world_size"] == nil { old["world_size"] = "1" }   // runs from before world_size was recorded trained alone
         if let object = try? JSONSerialization.jsonObject(with: current) { flatten(object, "", into: &new) }
         var breaking: [String] = [], harmless: [String] = []
         for key in Set(old.keys).union(new.keys).sorted() where old[key] != new[key] {

@@ -35,6 +35,7 @@ extension Recipe: RecipeCoding {
                     help: "Where the run computes: \"auto\" (the first CUDA device when there is one, else the CPU), \"cpu\", \"cuda\" or \"cuda:N\". `--device` sets it.")
         coder.field("tf32", &tf32, help: "TensorFloat-32 matmuls and convolutions on CUDA (Ampere and later): faster fp32 with about 10 bits of mantissa in products. Off by default, as in PyTorch.")
         coder.field("deterministic", &deterministic, help: "Deterministic algorithms only, so that CUDA runs repeat bit for bit (a little slower; an op without a deterministic version is an error). CPU runs are deterministic either way.")
+        coder.field("world_size", &worldSize, .atLeast(1), help: "Processes training together (data parallel; torchrun or --nproc-per-node), written into each run's recipe.json: the global batch is batch_size × accumulation_steps × world_size. A recipe that sets it runs only with that many processes; null (the default) takes what the launch gives.")
         coder.field("epochs", &epochs, .atLeast(1), help: "Passes over the training data. Set this, `max_steps` or both (training stops at whichever comes first).")
         coder.field("max_steps", &maxSteps, .atLeast(1), help: "Optimizer steps to train for (see `epochs`).")
         coder.field("log_every_steps", &logEverySteps, .atLeast(1), help: "Steps between two lines of `metrics.jsonl` and the progress display.")

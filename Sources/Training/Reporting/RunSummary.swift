@@ -30,7 +30,9 @@ public enum RunSummary {
             lines.append(line)
             lines += warnings
         }
-        lines.append("global batch: \(batch * accumulation) samples per step (batch_size \(batch) × accumulation_steps \(accumulation)); "
+        let processes = setup.group?.worldSize ?? 1
+        lines.append("global batch: \(batch * accumulation * processes) samples per step (batch_size \(batch) × accumulation_steps \(accumulation)"
+                     + (processes > 1 ? " × \(processes) processes); " : "); ")
                      + "optimizer \(recipe.optimizer.type.rawValue) lr \(recipe.optimizer.lr), schedule \(recipe.schedule.kind.name.rawValue), warmup \(counted(recipe.schedule.warmupSteps, "step"))")
         lines.append("image augmentation: " + imageAugmentation(recipe.data.augmentation))
         let text = recipe.data.textAugmentation
