@@ -24,6 +24,7 @@ let package = Package(
         .library(name: "Datasets", targets: ["Datasets"]),
         .library(name: "Models", targets: ["Models"]),
         .library(name: "Tokenizers", targets: ["Tokenizers"]),
+        .library(name: "Distributed", targets: ["Distributed"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -32,10 +33,13 @@ let package = Package(
         // The only C++ in the project: a pure C ABI over libtorch.
         .target(
             name: "CTorch",
+            // Gloo's headers (for c10d's ProcessGroupGloo.hpp), not in the wheel; see its README.
+            exclude: ["vendor"],
             cxxSettings: [
                 .unsafeFlags([
                     "-isystem", "\(libtorch)/include",
                     "-isystem", "\(libtorch)/include/torch/csrc/api/include",
+                    "-isystem", "\(packageDir)/Sources/CTorch/vendor/gloo",
                     "-D_GLIBCXX_USE_CXX11_ABI=1",
                     "-Wno-deprecated-declarations",
                 ] + (linkCUDA ? ["-DCTORCH_WITH_CUDA=1"] : [])),
@@ -48,6 +52,10 @@ let package = Package(
             ]
         ),
         .target(name: "Torch", dependencies: ["CTorch"]),
+        // Process groups over c10d (Gloo, NCCL) and the launcher environments (torchrun, Slurm).
+        .target(name: "Distributed", dependencies: ["Torch"]),
+        // One rank of the multi-process tests and of `Scripts/bench allreduce`.
+        .executableTarget(name: "dist-worker", dependencies: ["Distributed", "Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CLibPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
@@ -109,6 +117,8 @@ let package = Package(
         ),
         .target(name: "TestSupport", dependencies: ["Torch"]),
         .testTarget(name: "TorchTests", dependencies: ["Torch"]),
+        // Depends on dist-worker so that `swift test` builds it; the tests run it as the ranks.
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Torch", "dist-worker"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Tokenizers", "TestSupport"], resources: [.copy("Fixtures")]),
