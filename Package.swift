@@ -12,6 +12,11 @@ let linkCUDA = Context.environment["CLIPTUNE_CUDA"] == "1"
 
 var torchLibraries = ["-ltorch_cpu", "-lc10"]
 if linkCUDA { torchLibraries += ["-ltorch_cuda", "-lc10_cuda"] }
+// A CUDA build also sees the wheel's CUDA headers (nvidia/*/include beside torch/), which the
+// bridge's NCCL process group needs (nccl.h, cuBLAS, ...); it leaves NCCL out when they are absent.
+let nvidia = "\(libtorch)/../nvidia"
+let cudaIncludes = !linkCUDA ? [] : ((try? FileManager.default.contentsOfDirectory(atPath: nvidia)) ?? []).sorted()
+    .map { "\(nvidia)/\($0)/include" }.filter { FileManager.default.fileExists(atPath: $0) }
 
 let package = Package(
     name: "ClipTune",
@@ -42,7 +47,7 @@ let package = Package(
                     "-isystem", "\(packageDir)/Sources/CTorch/vendor/gloo",
                     "-D_GLIBCXX_USE_CXX11_ABI=1",
                     "-Wno-deprecated-declarations",
-                ] + (linkCUDA ? ["-DCTORCH_WITH_CUDA=1"] : [])),
+                ] + (linkCUDA ? ["-DCTORCH_WITH_CUDA=1"] : []) + cudaIncludes.flatMap { ["-isystem", $0] }),
             ],
             linkerSettings: [
                 // --no-as-needed: libtorch registers its kernels in static initialisers, so the

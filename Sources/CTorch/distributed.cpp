@@ -6,8 +6,15 @@
 // needs are vendored under vendor/gloo (see vendor/gloo/README.md for the commit).
 #define USE_DISTRIBUTED 1
 #define USE_C10D_GLOO 1
-#ifdef CTORCH_WITH_CUDA
+// NCCL lives in libtorch_cuda, and ProcessGroupNCCL.hpp needs nccl.h plus the cuBLAS, cuSOLVER
+// and cuSPARSE headers (through ATen/cuda/CUDAContext.h). A CUDA build whose include path lacks
+// them still builds; it refuses NCCL groups and says why. Not yet compiled or run on a GPU here.
+#if defined(CTORCH_WITH_CUDA) && __has_include(<nccl.h>) && __has_include(<crt/host_config.h>) && \
+    __has_include(<cublas_v2.h>) && __has_include(<cusolverDn.h>) && __has_include(<cusparse.h>)
+#define CTORCH_WITH_NCCL 1
 #define USE_C10D_NCCL 1
+#elif defined(CTORCH_WITH_CUDA)
+#pragma message("distributed.cpp: NCCL process groups left out: nccl.h or the CUDA/cuBLAS/cuSOLVER/cuSPARSE headers are not on the include path")
 #endif
 
 #include "bridge.h"
@@ -19,7 +26,8 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #pragma pop_macro("DEBUG")
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#ifdef CTORCH_WITH_CUDA
+#ifdef CTORCH_WITH_NCCL
+#include <cstdlib>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -91,10 +99,18 @@ Backend new_gloo(const Store &store, int rank, int size, const char *interface, 
 }
 
 Backend new_nccl(const Store &store, int rank, int size, Milliseconds timeout) {
-#ifdef CTORCH_WITH_CUDA
+#ifdef CTORCH_WITH_NCCL
+  // By default a stuck NCCL collective is ended by c10d's watchdog aborting the process; with
+  // blocking waits it is an exception from Work::wait instead, which becomes our error.
+  setenv("TORCH_NCCL_BLOCKING_WAIT", "1", /*overwrite=*/0);
   auto options = c10d::ProcessGroupNCCL::Options::create();
   options->timeout = timeout;
   return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, options);
+#elif defined(CTORCH_WITH_CUDA)
+  (void)store, (void)rank, (void)size, (void)timeout;
+  throw std::runtime_error("this CUDA build was compiled without NCCL's headers (nccl.h from the nvidia-nccl wheel, and "
+                           "the CUDA, cuBLAS, cuSOLVER and cuSPARSE headers): run Scripts/bootstrap --cuda and rebuild, "
+                           "or use the CPU (Gloo)");
 #else
   (void)store, (void)rank, (void)size, (void)timeout;
   throw std::runtime_error("NCCL process groups need CUDA, but this build does not link libtorch_cuda; "
@@ -106,7 +122,7 @@ Backend new_nccl(const Store &store, int rank, int size, Milliseconds timeout) {
 extern "C" {
 
 bool ct_distributed_has_nccl(void) {
-#ifdef CTORCH_WITH_CUDA
+#ifdef CTORCH_WITH_NCCL
   return true;
 #else
   return false;

@@ -64,7 +64,8 @@ public final class ProcessGroup: @unchecked Sendable {
         case .cuda:
             guard ct_distributed_has_nccl() else {
                 throw context.error(.unsupported, "creating an NCCL process group for \(device)",
-                                    "this build does not link libtorch_cuda, so it has no NCCL",
+                                    ct_built_with_cuda() ? "this CUDA build was compiled without NCCL's headers (nccl.h, cuBLAS, cuSOLVER, cuSPARSE)"
+                                                         : "this build does not link libtorch_cuda, so it has no NCCL",
                                     "run Scripts/bootstrap --cuda and rebuild, or use device .cpu (Gloo)")
             }
             backend = CT_BACKEND_NCCL
@@ -184,21 +185,36 @@ public final class ProcessGroup: @unchecked Sendable {
     /// After a failure, each rank that notices it checks in through the store; the ranks that
     /// have not within a few seconds are named. Nil when the store itself is gone.
     private func silentRanks() -> [Int]? {
+        let window = min(timeout, .seconds(3))
+        guard set("checked-in-after-failure/\(rank)") else { return nil }
+        let others = Set(0..<worldSize).subtracting([rank])
+        guard let missing = waitForKeys(others, "checked-in-after-failure/", until: .now + window) else { return nil }
+        // The rank that hosts the store keeps it up until the others have finished looking, so
+        // that its own exit does not read to them as its death.
+        guard set("looked-after-failure/\(rank)") else { return missing.sorted() }
+        if rank == 0 && !environment.useAgentStore {
+            _ = waitForKeys(others.subtracting(missing), "looked-after-failure/", until: .now + window)
+        }
+        return missing.sorted()
+    }
+
+    private func set(_ key: String) -> Bool {
         var one: UInt8 = 1
-        guard ct_store_set(store, "checked-in-after-failure/\(rank)", &one, 1) == 0 else { return nil }
-        let deadline = ContinuousClock.now + min(timeout, .seconds(3))
-        var silent = Set(0..<worldSize).subtracting([rank])
+        return ct_store_set(store, key, &one, 1) == 0
+    }
+
+    /// Polls for "\(prefix)\(rank)" of each of `ranks`; the ranks still missing at `deadline`, or
+    /// nil when the store does not answer.
+    private func waitForKeys(_ ranks: Set<Int>, _ prefix: String, until deadline: ContinuousClock.Instant) -> Set<Int>? {
+        var missing = ranks
         while true {
-            for other in silent {
+            for other in missing {
                 var present = false
-                let key = "checked-in-after-failure/\(other)"
-                let status = key.withCString { pointer in
-                    withUnsafePointer(to: pointer) { ct_store_check(store, $0, 1, &present) }
-                }
+                let status = "\(prefix)\(other)".withCString { key in withUnsafePointer(to: key) { ct_store_check(store, $0, 1, &present) } }
                 guard status == 0 else { return nil }
-                if present { silent.remove(other) }
+                if present { missing.remove(other) }
             }
-            if silent.isEmpty || ContinuousClock.now >= deadline { return silent.sorted() }
+            if missing.isEmpty || ContinuousClock.now >= deadline { return missing }
             Thread.sleep(forTimeInterval: 0.05)
         }
     }

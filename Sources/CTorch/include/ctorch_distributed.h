@@ -19,7 +19,7 @@ typedef struct ct_process_group_opaque *ct_process_group;
 typedef enum { CT_REDUCE_SUM = 0, CT_REDUCE_MAX = 1, CT_REDUCE_MIN = 2 } ct_reduce_op;
 typedef enum { CT_BACKEND_GLOO = 0, CT_BACKEND_NCCL = 1 } ct_backend;
 
-/// Whether this bridge can make NCCL process groups (compiled with CTORCH_WITH_CUDA).
+/// Whether this bridge can make NCCL process groups (a CUDA build that found NCCL's headers).
 bool ct_distributed_has_nccl(void);
 
 /// A c10d::TCPStore at host:port. is_server: this process listens on the port (and waits up to
