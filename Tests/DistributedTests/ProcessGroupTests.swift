@@ -35,6 +35,7 @@ struct ProcessGroupTests {
             #expect(run.stderr.contains("rank \(run.rank) of 3, store 127.0.0.1:"), "\(run)")
             #expect(run.stderr.contains("allReduce failed"), "\(run)")
             #expect(run.stderr.contains("rank 2 did not answer after the failure"), "\(run)")
+            #expect(!run.stderr.contains("Timed out"), "the death was noticed, not waited out: \(run)")
         }
     }
 
@@ -49,9 +50,8 @@ struct ProcessGroupTests {
         let runs = try runRanks(torchrunRanks(3, port: try freePort()), ["die", "1", "--stop", "--timeout", "3"], limit: 120, awaited: [0, 2])
         for run in [runs[0], runs[2]] {
             #expect(run.failedCleanly, "\(run)")
-            #expect(run.stderr.contains("Timed out"), "\(run)")
+            #expect(run.stderr.contains("Timed out waiting 3000ms"), "\(run)")
             #expect(run.stderr.contains("rank 1 did not answer after the failure"), "\(run)")
-            #expect(run.seconds < 60, "\(run)")
         }
     }
 
