@@ -34,7 +34,8 @@ struct ProcessGroupTests {
             #expect(run.failedCleanly, "\(run)")
             #expect(run.stderr.contains("rank \(run.rank) of 3, store 127.0.0.1:"), "\(run)")
             #expect(run.stderr.contains("allReduce failed"), "\(run)")
-            #expect(run.stderr.contains("rank 2 did not answer after the failure"), "\(run)")
+            // "rank 2 did not answer", or "ranks 1, 2" should the other survivor notice late.
+            #expect(run.stderr.contains("2 did not answer after the failure"), "\(run)")
             #expect(!run.stderr.contains("Timed out"), "the death was noticed, not waited out: \(run)")
         }
     }
@@ -46,11 +47,12 @@ struct ProcessGroupTests {
     }
 
     @Test func aHungPeerTimesOutAndIsNamed() throws {
-        // Rank 1 stops (SIGSTOP) with its sockets open: only the timeout can tell.
-        let runs = try runRanks(torchrunRanks(3, port: try freePort()), ["die", "1", "--stop", "--timeout", "3"], limit: 120, awaited: [0, 2])
+        // Rank 1 stops (SIGSTOP) with its sockets open: only the timeout can tell. (10 s: the
+        // same timeout bounds the start, where three debug builds may be slow on a busy machine.)
+        let runs = try runRanks(torchrunRanks(3, port: try freePort()), ["die", "1", "--stop", "--timeout", "10"], limit: 120, awaited: [0, 2])
         for run in [runs[0], runs[2]] {
             #expect(run.failedCleanly, "\(run)")
-            #expect(run.stderr.contains("Timed out waiting 3000ms"), "\(run)")
+            #expect(run.stderr.contains("Timed out waiting 10000ms"), "\(run)")
             #expect(run.stderr.contains("rank 1 did not answer after the failure"), "\(run)")
         }
     }
