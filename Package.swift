@@ -12,6 +12,11 @@ let linkCUDA = Context.environment["CLIPTUNE_CUDA"] == "1"
 
 var torchLibraries = ["-ltorch_cpu", "-lc10"]
 if linkCUDA { torchLibraries += ["-ltorch_cuda", "-lc10_cuda"] }
+// A CUDA build also sees the wheel's CUDA headers (nvidia/*/include beside torch/), which the
+// bridge's NCCL process group needs (nccl.h, cuBLAS, ...); it leaves NCCL out when they are absent.
+let nvidia = "\(libtorch)/../nvidia"
+let cudaIncludes = !linkCUDA ? [] : ((try? FileManager.default.contentsOfDirectory(atPath: nvidia)) ?? []).sorted()
+    .map { "\(nvidia)/\($0)/include" }.filter { FileManager.default.fileExists(atPath: $0) }
 
 let package = Package(
     name: "ClipTune",
@@ -24,6 +29,7 @@ let package = Package(
         .library(name: "Datasets", targets: ["Datasets"]),
         .library(name: "Models", targets: ["Models"]),
         .library(name: "Tokenizers", targets: ["Tokenizers"]),
+        .library(name: "Distributed", targets: ["Distributed"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -32,13 +38,16 @@ let package = Package(
         // The only C++ in the project: a pure C ABI over libtorch.
         .target(
             name: "CTorch",
+            // Gloo's headers (for c10d's ProcessGroupGloo.hpp), not in the wheel; see its README.
+            exclude: ["vendor"],
             cxxSettings: [
                 .unsafeFlags([
                     "-isystem", "\(libtorch)/include",
                     "-isystem", "\(libtorch)/include/torch/csrc/api/include",
+                    "-isystem", "\(packageDir)/Sources/CTorch/vendor/gloo",
                     "-D_GLIBCXX_USE_CXX11_ABI=1",
                     "-Wno-deprecated-declarations",
-                ] + (linkCUDA ? ["-DCTORCH_WITH_CUDA=1"] : [])),
+                ] + (linkCUDA ? ["-DCTORCH_WITH_CUDA=1"] : []) + cudaIncludes.flatMap { ["-isystem", $0] }),
             ],
             linkerSettings: [
                 // --no-as-needed: libtorch registers its kernels in static initialisers, so the
@@ -48,6 +57,10 @@ let package = Package(
             ]
         ),
         .target(name: "Torch", dependencies: ["CTorch"]),
+        // Process groups over c10d (Gloo, NCCL) and the launcher environments (torchrun, Slurm).
+        .target(name: "Distributed", dependencies: ["Torch"]),
+        // One rank of the multi-process tests and of `Scripts/bench allreduce`.
+        .executableTarget(name: "dist-worker", dependencies: ["Distributed", "Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CLibPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
@@ -109,6 +122,8 @@ let package = Package(
         ),
         .target(name: "TestSupport", dependencies: ["Torch"]),
         .testTarget(name: "TorchTests", dependencies: ["Torch"]),
+        // Depends on dist-worker so that `swift test` builds it; the tests run it as the ranks.
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Torch", "dist-worker"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "OptimTests", dependencies: ["Optim", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Tokenizers", "TestSupport"], resources: [.copy("Fixtures")]),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / ".build" / "release" / "bench"
+DIST_WORKER = ROOT / ".build" / "release" / "dist-worker"
 EXPORT = ROOT / ".build" / "release" / "export"
 OUT = ROOT / "bench"
 THREADS = "2"
@@ -28,12 +29,33 @@ def run_json(cmd):
     return result
 
 
+def run_ranks(cmd, world_size=2):
+    """Runs `cmd` once per rank on 127.0.0.1 with torchrun's variables; returns rank 0's JSON line."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.time()
+    procs = []
+    for rank in range(world_size):
+        env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world_size),
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS=THREADS)
+        procs.append(subprocess.Popen([str(c) for c in cmd], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        if p.returncode != 0:
+            raise SystemExit(f"failed: {' '.join(map(str, cmd))}\n{err[-3000:]}")
+    result = json.loads([l for l in outputs[0][0].splitlines() if l.startswith("{")][-1])
+    result["_wall_s"] = time.time() - started
+    return result
+
+
 def alternate(*commands, rounds):
     """Runs the commands in turn, `rounds` times; returns each command's list of JSON results."""
     results = [[] for _ in commands]
     for r in range(rounds):
         for i, cmd in enumerate(commands):
-            results[i].append(run_json(cmd))
+            results[i].append(run_ranks(cmd[1:]) if cmd[0] == "ranks" else run_json(cmd))
         print(f"  round {r + 1}/{rounds}", file=sys.stderr)
     return results
 
@@ -87,13 +109,13 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--python", required=True)
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--only", nargs="*", default=None, help="train, bf16, embed, onnx, tokenize, data, bridge, wait")
+    p.add_argument("--only", nargs="*", default=None, help="train, bf16, embed, onnx, tokenize, data, bridge, allreduce, wait")
     a = p.parse_args()
     ref = [a.python, ROOT / "Benchmarks" / "model_reference.py"]
     want = lambda k: a.only is None or k in a.only
     report = Report()
     models = OUT / "models"
-    for preset in ["S", "T"]:
+    for preset in ["S", "T"] if any(want(k) for k in ["train", "bf16", "embed", "onnx", "tokenize"]) else []:
         if not (models / preset / "batch.safetensors").exists():
             run_json(ref + ["make-model", "--preset", preset, "--out", models / preset])
 
@@ -184,6 +206,16 @@ def main():
     if want("bridge"):
         subprocess.run([BENCH, "bridge", "--output", OUT / "results.json"], check=True, cwd=ROOT)
         report.previous = json.loads((OUT / "results.json").read_text())["comparisons"]
+
+    if want("allreduce"):
+        # 2 processes on this machine (loopback), 25 MB of float32, through our bridge and through
+        # torch.distributed, both on libtorch's Gloo: the bridge should add nothing measurable.
+        args = ["--megabytes", "25", "--iterations", "20", "--warmup", "3"]
+        ours, theirs = alternate(["ranks", DIST_WORKER, "bench"] + args,
+                                 ["ranks", a.python, ROOT / "Benchmarks" / "allreduce_reference.py"] + args, rounds=a.rounds)
+        o, t = med(ours, "median_s"), med(theirs, "median_s")
+        report.add("all-reduce, 2 processes, 25 MB float32 (Gloo, loopback)", o * 1e3, t * 1e3, "ms", o / t, "<=1.05",
+                   f"{25 / o / 1e3:.2f} vs {25 / t / 1e3:.2f} GB/s; ours: dist-worker through the bridge, theirs: torch.distributed")
 
     if want("wait"):
         metrics = ROOT / "Checkpoints" / "clip-finetune" / "metrics.jsonl"

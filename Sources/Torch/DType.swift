@@ -37,7 +37,7 @@ public enum Device: Equatable, Hashable, Sendable, CustomStringConvertible {
 
     public static var cuda: Device { .cuda(0) }
 
-    var bridged: ct_device {
+    package var bridged: ct_device {
         switch self {
         case .cpu: ct_device(type: Int32(CT_CPU.rawValue), index: 0)
         case .cuda(let index): ct_device(type: Int32(CT_CUDA.rawValue), index: Int32(index))

@@ -3,9 +3,10 @@ import CTorch
 /// An n-dimensional array on libtorch, with autograd. Owns exactly one bridge handle,
 /// released when the last Swift reference goes away.
 public final class Tensor: @unchecked Sendable {
-    let handle: OpaquePointer
+    // `package`: the Distributed module hands tensors to its own bridge calls.
+    package let handle: OpaquePointer
 
-    init(owning handle: OpaquePointer) { self.handle = handle }
+    package init(owning handle: OpaquePointer) { self.handle = handle }
 
     deinit { ct_tensor_free(handle) }
 
