@@ -94,7 +94,7 @@ let package = Package(
         // What the `train` and `distill` commands share (options, how a run ends).
         .target(
             name: "RunCommands",
-            dependencies: ["Training", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Training", "Distributed", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "train",

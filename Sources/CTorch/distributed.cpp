@@ -28,6 +28,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef CTORCH_WITH_NCCL
 #include <cstdlib>
+#include <c10/util/Logging.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -129,8 +130,20 @@ bool ct_distributed_has_nccl(void) {
 #endif
 }
 
+// c10d logs every failed socket call as a warning with a C++ backtrace. Python's torch applies
+// TORCH_CPP_LOG_LEVEL at import; a C++ program must ask: errors only, unless the user set it.
+static void quiet_c10d_logging() {
+  static bool done = [] {
+    setenv("TORCH_CPP_LOG_LEVEL", "ERROR", /*overwrite=*/0);
+    c10::initLogging();
+    return true;
+  }();
+  (void)done;
+}
+
 ct_status ct_store_new(const char *host, int32_t port, bool is_server, int64_t world_size, int64_t timeout_ms,
                        const char *prefix, ct_store *out) {
+  quiet_c10d_logging();
   CT_TRY(
     if (port <= 0 || port > 65535) throw std::invalid_argument("port " + std::to_string(port) + " is not in 1...65535");
     c10d::TCPStoreOptions options;

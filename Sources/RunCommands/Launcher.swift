@@ -61,6 +61,8 @@ public enum Launcher {
             environment.merge(["RANK": "\(rank)", "WORLD_SIZE": "\(options.nnodes * perNode)", "LOCAL_RANK": "\(local)",
                                "LOCAL_WORLD_SIZE": "\(perNode)", "GROUP_RANK": "\(options.nodeRank)", "MASTER_ADDR": address,
                                "MASTER_PORT": "\(port)", workerMark: "1"]) { _, new in new }
+            // c10d prints its socket warnings with backtraces unless told otherwise.
+            if environment["TORCH_CPP_LOG_LEVEL"] == nil { environment["TORCH_CPP_LOG_LEVEL"] = "ERROR" }
             process.environment = environment
             do { try process.run() } catch {
                 workers.forEach { $0.process.terminate() }
@@ -76,6 +78,11 @@ public enum Launcher {
     static func supervise(_ workers: [(rank: Int, process: Process)]) -> Int32 {
         // Ctrl-C is passed on once (the workers may get it from the terminal too: they save and exit 130 either way).
         signal(SIGINT) { _ in launcherInterrupted.store(true, ordering: .relaxed) }
+        // Started by a program's worker thread, this process may begin with SIGINT blocked.
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        sigaddset(&mask, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &mask, nil)
         var forwarded = false
         var failure: (rank: Int, status: Int32)?
         var stopAt: Date?
@@ -84,21 +91,21 @@ public enum Launcher {
                 forwarded = true
                 workers.filter { $0.process.isRunning }.forEach { kill($0.process.processIdentifier, SIGINT) }
             }
-            if failure == nil, let failed = workers.first(where: { !$0.process.isRunning && $0.process.terminationStatus != 0 }) {
+            // A worker that failed stops the others; one that saved after Ctrl-C (130) does not:
+            // the others are saving too (rank 0 writes last/) and end on their own.
+            if failure == nil, let failed = workers.first(where: { !$0.process.isRunning && ![0, 130].contains($0.process.terminationStatus) }) {
                 failure = (failed.rank, failed.process.terminationStatus)
-                if failed.process.terminationStatus != 130 {
-                    FileHandle.standardError.write(Data("launcher: rank \(failed.rank) exited with status \(failed.process.terminationStatus); stopping the other workers\n".utf8))
-                }
+                FileHandle.standardError.write(Data("launcher: rank \(failed.rank) exited with status \(failed.process.terminationStatus); stopping the other workers\n".utf8))
                 workers.filter { $0.process.isRunning }.forEach { $0.process.terminate() }
                 stopAt = Date(timeIntervalSinceNow: 30)
             }
             if let stopAt, Date() > stopAt { workers.filter { $0.process.isRunning }.forEach { kill($0.process.processIdentifier, SIGKILL) } }
             usleep(50_000)
         }
-        if failure == nil, let failed = workers.first(where: { $0.process.terminationStatus != 0 }) {
-            failure = (failed.rank, failed.process.terminationStatus)
-        }
-        return failure?.status ?? 0
+        if let failure { return failure.status }
+        // Workers that all ended between two looks: the first failure still decides.
+        if let failed = workers.first(where: { ![0, 130].contains($0.process.terminationStatus) }) { return failed.process.terminationStatus }
+        return workers.contains { $0.process.terminationStatus == 130 } ? 130 : 0
     }
 
     /// The command's own arguments without the launcher's flags (and their values).

@@ -63,7 +63,9 @@ public struct RunOptions: ParsableArguments {
 /// exits 130 (what a shell reports for Ctrl-C).
 public func finish(_ result: TrainingResult, trainer: Trainer) throws {
     if case .interrupted(let step) = result.outcome {
-        FileHandle.standardError.write(Data("interrupted: saved \(trainer.lastFolder) at step \(step); continue with --resume\n".utf8))
+        if trainer.isLeader {   // across processes rank 0 says it once
+            FileHandle.standardError.write(Data("interrupted: saved \(trainer.lastFolder) at step \(step); continue with --resume\n".utf8))
+        }
         throw ExitCode(130)
     }
 }

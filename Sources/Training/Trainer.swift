@@ -18,7 +18,7 @@ public final class Trainer {
     private let metrics: MetricsLog?
     private let progress: ProgressReporter
     /// Whether this process writes checkpoints, logs and progress (rank 0, or the only one).
-    let isLeader: Bool
+    public let isLeader: Bool
     private var records: [MetricsRecord] = []
     /// fp16's dynamic loss scaler (nil in fp32 and bf16); its state is saved with every checkpoint.
     private let scaler: GradScaler?

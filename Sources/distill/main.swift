@@ -17,9 +17,15 @@ struct Distill: ParsableCommand {
     func run() throws {
         if launch.launches { throw ExitCode(try Launcher.run(launch)) }
         let (recipe, resolved) = try options.load(defaultRecipe: "Recipes/distill.json")
-        let plan = try RunBuilder.distillation(recipe, resolved: resolved)
-        for warning in plan.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+        let group = try dataParallelGroup(recipe)
+        let plan = try RunBuilder.distillation(recipe, resolved: resolved, group: group)
         let setup = plan.setup, teacher = plan.teacher
+        guard (group?.rank ?? 0) == 0 else {   // rank 0 alone prints, evaluates the teacher and reports
+            let trainer = try Trainer(setup, start: options.start(recipe))
+            try finish(try trainer.run(), trainer: trainer)
+            return
+        }
+        for warning in plan.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
         printToStandardError(RunSummary.lines(recipe, setup))
         print("run \(recipe.name): \(counted(setup.totalSteps, "step")) (\(setup.stepsPerEpoch ?? 0) per epoch) → \(setup.runFolder)")
         print(String(format: "teacher %@: %.2fM parameters; student: %.2fM parameters (%.1f%%), %.2fM trainable", teacher.path,

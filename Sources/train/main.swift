@@ -21,9 +21,15 @@ struct Train: ParsableCommand {
             return
         }
         let (recipe, resolved) = try options.load(defaultRecipe: "Recipes/clip-finetune.json")
-        let setup = try RunBuilder.contrastive(recipe, resolved: resolved)
-        printToStandardError(RunSummary.lines(recipe, setup))
+        let group = try dataParallelGroup(recipe)
+        let setup = try RunBuilder.contrastive(recipe, resolved: resolved, group: group)
+        let leader = (group?.rank ?? 0) == 0   // rank 0 alone prints (and writes) when processes train together
+        if leader { printToStandardError(RunSummary.lines(recipe, setup)) }
         let trainer = try Trainer(setup, start: options.start(recipe))
+        guard leader else {
+            try finish(try trainer.run(), trainer: trainer)
+            return
+        }
         print("run \(recipe.name): \(counted(setup.totalSteps, "step")) (\(setup.stepsPerEpoch ?? 0) per epoch) → \(setup.runFolder)")
         print(String(format: "model: %.2fM parameters, %.2fM trainable", Double(setup.model.parameterCount) / 1e6, Double(setup.model.trainableParameterCount) / 1e6))
         let result = try trainer.run()

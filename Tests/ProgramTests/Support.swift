@@ -84,7 +84,8 @@ final class RunningProgram {
     private let stdoutPath: String
     private let stderrPath: String
 
-    init(_ name: String, _ arguments: [String], in directory: String = repositoryRoot) throws {
+    /// `environment`: variables added to this process's for the child (torchrun's, say).
+    init(_ name: String, _ arguments: [String], in directory: String = repositoryRoot, environment: [String: String] = [:]) throws {
         let executable = try Programs.path(name)
         command = ([name] + arguments).map { $0.contains(" ") || $0.isEmpty ? "'\($0)'" : $0 }.joined(separator: " ")
         let logs = NSTemporaryDirectory() + "cliptune-program-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
@@ -99,6 +100,7 @@ final class RunningProgram {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = out
         process.standardError = err
@@ -137,8 +139,9 @@ final class RunningProgram {
 }
 
 /// Runs a program to its end (bounded by `timeout` seconds) in `directory`.
-func run(_ name: String, _ arguments: [String], in directory: String = repositoryRoot, timeout: TimeInterval = 600) throws -> ProgramRun {
-    let result = try RunningProgram(name, arguments, in: directory).wait(timeout: timeout)
+func run(_ name: String, _ arguments: [String], in directory: String = repositoryRoot, timeout: TimeInterval = 600,
+         environment: [String: String] = [:]) throws -> ProgramRun {
+    let result = try RunningProgram(name, arguments, in: directory, environment: environment).wait(timeout: timeout)
     print("ran \(result.command): \(result.succeeded ? "ok" : result.timedOut ? "timed out" : result.signaled ? "signal \(result.status)" : "status \(result.status)")")
     return result
 }

@@ -45,6 +45,7 @@ final class ThreadGroup: DataParallelGroup {
     let hub: ThreadGroupHub
     let rank: Int
     var worldSize: Int { hub.size }
+    var localRank: Int { rank }
 
     init(hub: ThreadGroupHub, rank: Int) {
         self.hub = hub

@@ -143,6 +143,14 @@ public enum RunBuilder {
         return DataPlan(train: train, validation: validation, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
     }
 
+    /// The device a process trains on: the recipe's, where `cuda` or `auto` on a machine with
+    /// several processes means this process's own GPU (`cuda:LOCAL_RANK`), as under torchrun.
+    public static func device(of recipe: Recipe, localRank: Int) throws -> Device {
+        let device = try Device.parse(recipe.device).validated()
+        guard case .cuda = device, recipe.device == "cuda" || recipe.device == "auto", localRank > 0 else { return device }
+        return try Device.cuda(localRank).validated()
+    }
+
     /// Optimizer (over the model's trainable parameters and the objective's training heads),
     /// schedule, what evaluations watch, and the loop settings: the part `train` and `distill`
     /// share. Metric names are checked against what the objective reports.
@@ -185,7 +193,7 @@ public enum RunBuilder {
         setup.recipeJSON = resolved.map { _ in recorded.resolvedJSON() }
         setup.group = group
         setup.notes = ModelBuilder.conversionNotes(recipe)
-        setup.device = try Device.parse(recipe.device).validated()
+        setup.device = try device(of: recipe, localRank: group?.localRank ?? 0)
         objective.place(on: setup.device)
         // Batches are collated into page-locked memory, so their copies to a GPU do not block.
         data.train.pinFor = setup.device

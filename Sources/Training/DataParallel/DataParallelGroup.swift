@@ -8,6 +8,8 @@ import Torch
 public protocol DataParallelGroup: AnyObject {
     var rank: Int { get }
     var worldSize: Int { get }
+    /// Its number among the processes on its machine (its GPU, under torchrun).
+    var localRank: Int { get }
     /// Sums (or averages) `tensors` across processes, in place.
     func allReduce(_ tensors: [Tensor], average: Bool) throws
     /// Every process's `tensor` (same shape on each), in rank order.

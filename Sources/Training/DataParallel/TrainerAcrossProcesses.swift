@@ -11,6 +11,9 @@ extension Trainer {
         let leaders = try group.broadcast(bytes: mine, from: 0)
         let differs = leaders != mine
         guard try group.anyRank(differs) else { return }
+        // One more collective before anyone exits: no rank can finish it before every rank has
+        // the answer above (rank 0's exit would take the store with it).
+        _ = try? group.anyRank(true)
         throw TrainingError(message: differs
             ? "rank \(group.rank) runs another recipe than rank 0 (the resolved recipes differ); start every process with the same recipe and --set values"
             : "another process runs a different recipe than rank 0; start every process with the same recipe and --set values")
