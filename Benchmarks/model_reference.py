@@ -8,6 +8,9 @@ stderr. Run with the reference venv, e.g.
     ~/.cache/cliptune/reference-venv/bin/python reference.py train-step --model /tmp/clipT
 
 Subcommands: make-model, train-step, matmul-peak, embed, onnx-export, onnx-latency.
+train-step and embed take --device (cpu, cuda, cuda:N); train-step takes --bf16 (autocast
+bfloat16) or --fp16 (autocast float16 with torch.amp.GradScaler), as `bench train-step` does.
+Presets: S and T (both towers the same size, 64 px) and B32 (ViT-B/32-sized, for GPUs).
 """
 
 from __future__ import annotations
@@ -34,13 +37,25 @@ BOS_ID = 49406
 EOS_ID = 49407
 PAD_ID = 0  # padding id written after EOS in the fixed batch (attention_mask = 0 there)
 
-# Model/batch presets. Both towers share the same width/depth within a preset.
+# Model/batch presets. In S and T both towers share the same width/depth; B32 is OpenAI's
+# ViT-B/32 CLIP (image tower 768 x 12 at 224 px, patch 32; text tower 512 x 12, 77 tokens;
+# projections to 512), random weights, for GPUs (Scripts/gpu-check).
 PRESETS = {
     "S": dict(hidden=256, layers=4, heads=4, intermediate=1024, projection=256, batch=64, seq=32),
     "T": dict(hidden=64, layers=2, heads=2, intermediate=256, projection=64, batch=32, seq=32),
+    "B32": dict(vision=dict(hidden=768, layers=12, heads=12, intermediate=3072),
+                text=dict(hidden=512, layers=12, heads=8, intermediate=2048),
+                projection=512, batch=128, seq=77, image_size=224, patch_size=32),
 }
-IMAGE_SIZE = 64
+IMAGE_SIZE = 64  # S and T
 PATCH_SIZE = 8
+
+
+def tower_sizes(p: dict, tower: str) -> dict:
+    """A preset's sizes for one tower ("vision" or "text")."""
+    t = p.get(tower, p)
+    return dict(hidden_size=t["hidden"], num_hidden_layers=t["layers"], num_attention_heads=t["heads"],
+                intermediate_size=t["intermediate"])
 
 
 def log(*a):
@@ -87,16 +102,13 @@ def build_config(preset: str):
 
     p = PRESETS[preset]
     common = dict(
-        hidden_size=p["hidden"],
-        num_hidden_layers=p["layers"],
-        num_attention_heads=p["heads"],
-        intermediate_size=p["intermediate"],
         hidden_act="quick_gelu",
         dropout=0.0,
         attention_dropout=0.0,
         projection_dim=p["projection"],
     )
-    vision = CLIPVisionConfig(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, num_channels=3, **common)
+    vision = CLIPVisionConfig(image_size=p.get("image_size", IMAGE_SIZE), patch_size=p.get("patch_size", PATCH_SIZE), num_channels=3,
+                              **tower_sizes(p, "vision"), **common)
     # transformers' CLIPTextConfig defaults are pad=1, bos=49406, eos=49407; set them
     # explicitly. eos != 2 => pooling picks the FIRST position whose id == eos_token_id.
     text = CLIPTextConfig(
@@ -105,6 +117,7 @@ def build_config(preset: str):
         pad_token_id=1,
         bos_token_id=BOS_ID,
         eos_token_id=EOS_ID,
+        **tower_sizes(p, "text"),
         **common,
     )
     return CLIPConfig(
@@ -114,9 +127,9 @@ def build_config(preset: str):
     )
 
 
-def make_batch(B: int, L: int, gen: torch.Generator):
+def make_batch(B: int, L: int, gen: torch.Generator, image_size: int = IMAGE_SIZE):
     """Fixed synthetic batch: images ~ N(0,1); token rows = BOS, random ids, EOS at p, then PAD."""
-    pixel_values = torch.randn(B, 3, IMAGE_SIZE, IMAGE_SIZE, generator=gen, dtype=torch.float32)
+    pixel_values = torch.randn(B, 3, image_size, image_size, generator=gen, dtype=torch.float32)
     input_ids = torch.randint(1, EOS_ID, (B, L), generator=gen, dtype=torch.int64)  # ids in [1, 49406]
     input_ids[:, 0] = BOS_ID
     eos_pos = torch.randint(4, L, (B,), generator=gen)  # p in [4, L-1]
@@ -134,10 +147,19 @@ def load_model(model_dir: str, attn: str = "sdpa"):
     return model
 
 
-def load_batch(model_dir: str):
+def load_batch(model_dir: str, device: str = "cpu"):
     from safetensors.torch import load_file
 
-    return load_file(os.path.join(model_dir, "batch.safetensors"))
+    return {k: v.to(device) for k, v in load_file(os.path.join(model_dir, "batch.safetensors")).items()}
+
+
+def synchronize(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def autocast_dtype(a):
+    return torch.bfloat16 if a.bf16 else torch.float16 if getattr(a, "fp16", False) else None
 
 
 def l2n(x: torch.Tensor) -> torch.Tensor:
@@ -156,7 +178,7 @@ def clip_loss(model, batch):
     img = l2n(image_embeds(model, batch["pixel_values"]))
     txt = l2n(text_embeds(model, batch["input_ids"], batch["attention_mask"]))
     logits = model.logit_scale.exp() * img @ txt.T
-    labels = torch.arange(logits.shape[0])
+    labels = torch.arange(logits.shape[0], device=logits.device)
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
@@ -216,7 +238,7 @@ def cmd_make_model(a):
 
     p = PRESETS[a.preset]
     gen = torch.Generator().manual_seed(a.seed + 1)
-    batch = make_batch(p["batch"], p["seq"], gen)
+    batch = make_batch(p["batch"], p["seq"], gen, p.get("image_size", IMAGE_SIZE))
     save_file({k: v.contiguous() for k, v in batch.items()}, os.path.join(a.out, "batch.safetensors"))
     n = sum(x.numel() for x in model.parameters())
     log(f"saved preset {a.preset} ({n} params) + batch B={p['batch']} L={p['seq']} to {a.out}")
@@ -236,33 +258,58 @@ def param_groups(model, weight_decay=0.1):
 
 
 def cmd_train_step(a):
+    if a.bf16 and a.fp16:
+        raise SystemExit("--bf16 and --fp16 exclude each other")
     set_threads(a.threads)
     torch.manual_seed(0)
-    model = load_model(a.model, a.attn)
+    device = torch.device(a.device)
+    model = load_model(a.model, a.attn).to(device)
     model.train()  # dropout is 0 in the config, so train == eval numerically
-    batch = load_batch(a.model)
+    batch = load_batch(a.model, device)
     B, L = batch["input_ids"].shape
     opt = torch.optim.AdamW(param_groups(model), lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
+    dtype = autocast_dtype(a)
+    # fp16: torch.amp's dynamic loss scaling with its defaults (scale 2^16, growth every 2000 steps).
+    scaler = torch.amp.GradScaler(device.type) if a.fp16 else None
     losses = []
+    skipped = [0]
 
     def step():
         opt.zero_grad(set_to_none=True)
-        if a.bf16:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+        if dtype is not None:
+            with torch.autocast(device.type, dtype=dtype):
                 loss = clip_loss(model, batch)
         else:
             loss = clip_loss(model, batch)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+        if scaler is not None:
+            scale = scaler.get_scale()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            skipped[0] += scaler.get_scale() < scale  # torch lowers the scale exactly when it skips
+        else:
+            loss.backward()
+            opt.step()
+        losses.append(loss.item())  # reads the value back: waits for the device
 
     load = os.getloadavg()[0]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     steps = timed(step, a.warmup, a.steps)
     flops = clip_flops(model.config, B, L)
     med = statistics.median(steps)
-    log(f"train-step attn={model.config._attn_implementation} bf16={a.bf16} median={med*1e3:.1f} ms "
+    log(f"train-step device={device} attn={model.config._attn_implementation} bf16={a.bf16} fp16={a.fp16} median={med*1e3:.1f} ms "
         f"-> {flops['train_step']/med/1e9:.1f} GFLOP/s")
-    emit({
+    extra = {}
+    if scaler is not None:
+        extra.update(loss_scale=scaler.get_scale(), skipped_steps=skipped[0])
+    if device.type == "cuda":
+        extra["peak_device_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    emit({**extra,
+        "device": str(device),
+        "torch": torch.__version__,
+        "transformers": __import__("transformers").__version__,
+        "fp16": a.fp16,
         "median_s": med,
         "min_s": min(steps),
         "steps_s": steps,
@@ -311,8 +358,9 @@ def tile_rows(x: torch.Tensor, n: int) -> torch.Tensor:
 
 def cmd_embed(a):
     set_threads(a.threads)
-    model = load_model(a.model, a.attn).eval()
-    batch = load_batch(a.model)
+    device = torch.device(a.device)
+    model = load_model(a.model, a.attn).to(device).eval()
+    batch = load_batch(a.model, device)
     if a.tower == "image":
         pv = tile_rows(batch["pixel_values"], a.batch)
         fn = lambda: l2n(image_embeds(model, pv))  # noqa: E731
@@ -321,10 +369,16 @@ def cmd_embed(a):
         am = tile_rows(batch["attention_mask"], a.batch)
         fn = lambda: l2n(text_embeds(model, ids, am))  # noqa: E731
     load = os.getloadavg()[0]
+
+    def run():
+        out = fn()
+        synchronize(device)  # as ours, which reads a value back
+        return out
+
     with torch.inference_mode():
-        ts = timed(fn, a.warmup, a.reps)
+        ts = timed(run, a.warmup, a.reps)
     med = statistics.median(ts)
-    emit({"median_s": med, "items_per_s": a.batch / med, "tower": a.tower, "batch": a.batch,
+    emit({"median_s": med, "items_per_s": a.batch / med, "tower": a.tower, "batch": a.batch, "device": str(device),
           "attn": model.config._attn_implementation, "threads": torch.get_num_threads(), "loadavg_1m": load})
 
 
@@ -474,7 +528,9 @@ def main():
     s.add_argument("--steps", type=int, default=10)
     s.add_argument("--threads", type=int, default=2)
     s.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa")
-    s.add_argument("--bf16", action="store_true", help="forward+loss under CPU autocast bfloat16")
+    s.add_argument("--bf16", action="store_true", help="forward+loss under autocast bfloat16")
+    s.add_argument("--fp16", action="store_true", help="forward+loss under autocast float16, with torch.amp.GradScaler")
+    s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     s.set_defaults(fn=cmd_train_step)
 
     s = sub.add_parser("matmul-peak", help="torch.mm GFLOP/s, fp32 and bf16")
@@ -492,6 +548,7 @@ def main():
     s.add_argument("--reps", type=int, default=10)
     s.add_argument("--threads", type=int, default=2)
     s.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa")
+    s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     s.set_defaults(fn=cmd_embed)
 
     s = sub.add_parser("onnx-export", help="export image/text encoders to ONNX")

@@ -2,8 +2,11 @@
 import Foundation
 import Torch
 
-/// The repository root, from this source file's location (Sources/TestSupport/…).
-public let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+/// The repository root: `$CLIPTUNE_REPOSITORY_ROOT` when set (a test binary built on one machine
+/// and run in another checkout, as `Scripts/gpu-check` does), else this source file's location
+/// (Sources/TestSupport/…).
+public let repositoryRoot = ProcessInfo.processInfo.environment["CLIPTUNE_REPOSITORY_ROOT"].flatMap { $0.isEmpty ? nil : $0 }
+    ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
 /// A fresh empty folder under the system temporary directory, named after the calling test,
 /// removed when the process that made it exits (runs and shards add up to gigabytes over a

@@ -59,28 +59,49 @@ struct TrainStep: ParsableCommand {
     @Option(help: "Timed steps.") var steps = 10
     @Option(help: "Intra-op threads.") var threads = 2
     @Flag(help: "bf16 autocast for forward and loss.") var bf16 = false
+    @Flag(help: "fp16 autocast for forward and loss, with dynamic loss scaling (Optim.GradScaler, torch.amp.GradScaler's).") var fp16 = false
     @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
+
+    func validate() throws {
+        guard !(bf16 && fp16) else { throw ValidationError("--bf16 and --fp16 exclude each other") }
+    }
 
     func run() throws {
         Torch.threadCount = threads
         let m = try BenchModel(model, device: device)
+        let place = m.model.device
         m.model.train()
         // open_clip's groups and the reference side's AdamW settings.
         let optimizer = AdamW(groups: ParameterGroup.standard(m.model, learningRate: 1e-4, weightDecay: 0.1), betas: (0.9, 0.98), eps: 1e-6)
+        // torch.amp.GradScaler's defaults (scale 2^16, growth every 2,000 good steps), as the reference side.
+        let scaler = fp16 ? GradScaler() : nil
+        let autocast: DType? = bf16 ? .bfloat16 : fp16 ? .float16 : nil
         var losses: [Double] = []
+        var skipped = 0
+        Torch.resetPeakMemoryStats(place)
         let times = timed(warmup: warmup, repetitions: steps) {
             optimizer.zeroGrad()
             let forward = {
                 clipLoss(imageFeatures: m.model.imageFeatures(m.pixels), textFeatures: m.model.textFeatures(ids: m.ids, attentionMask: m.mask),
                          logitScale: m.model.logitScale)
             }
-            let loss = bf16 ? withAutocast(.bfloat16, device: m.model.device, forward) : forward()
-            loss.backward()
-            optimizer.step()
+            let loss = autocast.map { withAutocast($0, device: place, forward) } ?? forward()
+            if let scaler {
+                scaler.scale(loss).backward()
+                if !scaler.step(optimizer) { skipped += 1 }
+                scaler.update()
+            } else {
+                loss.backward()
+                optimizer.step()
+            }
             losses.append(loss.item(Double.self))
         }
-        emit(["median_s": median(times), "min_s": times.min()!, "steps_s": times, "device": device, "loss_first": losses.first!, "loss_last": losses.last!,
-              "peak_rss_mb": peakRSSMegabytes(), "threads": Torch.threadCount, "bf16": bf16])
+        var result: [String: Any] = ["median_s": median(times), "min_s": times.min()!, "steps_s": times, "device": device,
+                                     "loss_first": losses.first!, "loss_last": losses.last!, "peak_rss_mb": peakRSSMegabytes(),
+                                     "threads": Torch.threadCount, "bf16": bf16, "fp16": fp16]
+        if let scaler { result["loss_scale"] = scaler.currentScale; result["skipped_steps"] = skipped }
+        if let stats = Torch.memoryStats(place) { result["peak_device_memory_mb"] = Double(stats.peakAllocated) / 1_048_576 }
+        emit(result)
     }
 }
 
