@@ -109,7 +109,11 @@ class Report:
             lines.append(f"| {r['name']} | {r['ours']:.4g} | {r['theirs']:.4g} | {r['unit']} | {r['ratio']:.3f} | {r['goal']} | "
                          f"{ {True: 'yes', False: '**no**', None: '—'}[self.met(r)] } | {r.get('note') or ''} |")
         table = "\n".join(lines)
-        (OUT / "RESULTS.md").write_text(table + "\n")
+        # Notes written under the table ("## Notes" onwards) stay when the table is rewritten.
+        results = OUT / "RESULTS.md"
+        old = results.read_text() if results.exists() else ""
+        notes = old[old.index("\n## Notes"):] if "\n## Notes" in old else ""
+        results.write_text(table + "\n" + notes)
         readme = ROOT / "README.md"
         text = readme.read_text()
         new = re.sub(r"(<!-- bench:start -->\n).*?(<!-- bench:end -->)", lambda m: m.group(1) + table + "\n" + m.group(2), text, flags=re.S)
