@@ -118,7 +118,8 @@ let package = Package(
         ),
         .executableTarget(
             name: "bench",
-            dependencies: ["Torch", "Datasets", "NN", "Optim", "Models", "Training", "Tokenizers", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Torch", "Datasets", "NN", "Optim", "Models", "Training", "Tokenizers", "Distributed", "RunCommands",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .target(name: "TestSupport", dependencies: ["Torch"]),
         .testTarget(name: "TorchTests", dependencies: ["Torch"]),

@@ -7,7 +7,7 @@ import Torch
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Side-by-side benchmarks against the reference implementation, reported as ratios.", version: ClipTune.versionLine,
-        subcommands: [BridgeOverhead.self, DataPipeline.self, TrainStep.self, EmbedThroughput.self, MatmulPeak.self, ExportInputs.self, CLIPTokenizerFiles.self,
+        subcommands: [BridgeOverhead.self, DataPipeline.self, TrainStep.self, DataParallelTrainStep.self, EmbedThroughput.self, MatmulPeak.self, ExportInputs.self, CLIPTokenizerFiles.self,
                       TokenizerThroughput.self]
     )
 }

@@ -63,6 +63,19 @@ public struct Batch: @unchecked Sendable {
     public let position: Int
     public var count: Int { captions.count }
 
+    public init(pixels: Tensor, teacherPixels: Tensor?, captions: [String], tokenIds: Tensor?, attentionMask: Tensor?,
+                labels: [String?], origins: [String], epoch: Int, position: Int) {
+        self.pixels = pixels
+        self.teacherPixels = teacherPixels
+        self.captions = captions
+        self.tokenIds = tokenIds
+        self.attentionMask = attentionMask
+        self.labels = labels
+        self.origins = origins
+        self.epoch = epoch
+        self.position = position
+    }
+
     /// The batch with its tensors on `device` (itself on the CPU). `nonBlocking` copies from
     /// pinned memory return at once and overlap whatever the host does next.
     public func on(_ device: Device, nonBlocking: Bool = false) -> Batch {

@@ -40,7 +40,7 @@ extension DataParallelGroup {
     /// Averages the gradients of `parameters` across processes, as DistributedDataParallel does:
     /// flattened into buckets of about `bucketBytes` (one collective each, not one per tensor).
     /// A parameter without a gradient on this process counts as zeros.
-    func averageGradients(_ parameters: [Tensor], bucketBytes: Int = 25 << 20) throws {
+    public func averageGradients(_ parameters: [Tensor], bucketBytes: Int = 25 << 20) throws {
         var bucket: [Tensor] = [], bytes = 0
         func flush() throws {
             guard !bucket.isEmpty else { return }
