@@ -23,7 +23,10 @@ extension ContrastiveObjective {
                                    terms: (Int, StepFeatures) throws -> [String: Tensor]) throws -> [String: Double] {
         let features = featureFunction(micro)
         // Every micro-batch's features from every process, without gradient: [micro][rank].
-        let local = withNoGrad { micro.indices.map(features) }
+        // With one micro-batch its features with gradient serve the gather too (no second
+        // forward); with several, each is recomputed with gradient in its own pass.
+        let live: (Tensor, Tensor)? = micro.count == 1 ? features(0) : nil
+        let local = live.map { [($0.0.detach(), $0.1.detach())] } ?? withNoGrad { micro.indices.map(features) }
         var images: [[Tensor]] = [], texts: [[Tensor]] = []
         for (image, text) in local {
             images.append(try group.allGatherRows(image.contiguous()))
@@ -33,7 +36,7 @@ extension ContrastiveObjective {
         let stepTotal = microTotals.reduce(0, +)
         var totals: [String: Double] = [:]
         for i in micro.indices {
-            let (image, text) = features(i)
+            let (image, text) = (i == 0 ? live : nil) ?? features(i)
             // Micro-batch i of every process as leaves (this process's from the live features).
             let imageLeaves = images[i].enumerated().map { ($0.offset == group.rank ? image : $0.element).detach().requiringGrad() }
             let textLeaves = texts[i].enumerated().map { ($0.offset == group.rank ? text : $0.element).detach().requiringGrad() }
