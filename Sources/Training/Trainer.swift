@@ -119,7 +119,9 @@ public final class Trainer {
                 let fetchStarted = Date()
                 let fetched: Batch?
                 do {
-                    fetched = try epoch.next { interrupted.load(ordering: .relaxed) }
+                    // Across processes Ctrl-C is decided together below (a process that
+                    // stopped alone inside its data wait would leave the others in a collective).
+                    fetched = try epoch.next(stopWhen: setup.group == nil ? { interrupted.load(ordering: .relaxed) } : nil)
                 } catch is LoadingInterrupted {
                     return try finishInterrupted(lastEval)
                 }
