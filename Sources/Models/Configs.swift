@@ -246,6 +246,14 @@ func checkTransformer(_ r: ConfigReader, hidden: Int, heads: Int, layers: Int, i
 }
 
 /// The weight matrices of `layers` transformer layers (attention q, k, v, out; MLP up and down).
+/// A text tower's token and position tables (vocabulary × width, positions × width).
+func tokenTableTerms(_ prefix: String, vocabulary: Int, positions: Int, hidden: Int) -> ParameterTally {
+    var t = ParameterTally()
+    t.add([(prefix + "vocab_size", vocabulary), (prefix + "hidden_size", hidden)])
+    t.add([(prefix + "max_position_embeddings", positions), (prefix + "hidden_size", hidden)])
+    return t
+}
+
 func layerTerms(_ prefix: String, hidden: Int, intermediate: Int, layers: Int) -> ParameterTally {
     var t = ParameterTally()
     t.add([(prefix + "num_hidden_layers", layers), ("4", 4), (prefix + "hidden_size", hidden), (prefix + "hidden_size", hidden)])
@@ -300,8 +308,7 @@ public struct CLIPTextConfig: Sendable, Equatable {
     /// The embedding tables and weight matrices this config asks for (see `ParameterTally`).
     public func parameters(prefix: String = "") -> ParameterTally {
         var t = ParameterTally()
-        t.add([(prefix + "vocab_size", vocabSize), (prefix + "hidden_size", hiddenSize)])
-        t.add([(prefix + "max_position_embeddings", maxPositionEmbeddings), (prefix + "hidden_size", hiddenSize)])
+        t.add(tokenTableTerms(prefix, vocabulary: vocabSize, positions: maxPositionEmbeddings, hidden: hiddenSize))
         t.add(layerTerms(prefix, hidden: hiddenSize, intermediate: intermediateSize, layers: numHiddenLayers))
         return t
     }
@@ -397,8 +404,7 @@ public struct BertConfig: Sendable, Equatable {
     /// The embedding tables and weight matrices this config asks for (the pooler left out).
     public func parameters(prefix: String = "") -> ParameterTally {
         var t = ParameterTally()
-        t.add([(prefix + "vocab_size", vocabSize), (prefix + "hidden_size", hiddenSize)])
-        t.add([(prefix + "max_position_embeddings", maxPositionEmbeddings), (prefix + "hidden_size", hiddenSize)])
+        t.add(tokenTableTerms(prefix, vocabulary: vocabSize, positions: maxPositionEmbeddings, hidden: hiddenSize))
         t.add([(prefix + "type_vocab_size", typeVocabSize), (prefix + "hidden_size", hiddenSize)])
         t.add(layerTerms(prefix, hidden: hiddenSize, intermediate: intermediateSize, layers: numHiddenLayers))
         return t

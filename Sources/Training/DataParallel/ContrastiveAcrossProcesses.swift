@@ -74,7 +74,6 @@ extension ContrastiveObjective {
 func backwardAcrossProcesses(_ terms: [String: Tensor], group: any DataParallelGroup, into totals: inout [String: Double], microBatches: Int,
                              perMicroBatch: Set<String>, scaler: GradScaler?) throws -> Bool {
     let names = terms.keys.sorted()
-    let scaled = names.map { microBatches > 1 && perMicroBatch.contains($0) ? terms[$0]! / Double(microBatches) : terms[$0]! }
     let values = Tensor(names.map { terms[$0]!.item(Double.self) }, shape: [names.count]).to(.float64).on(terms[names[0]]!.device)
     try group.allReduce([values], average: true)
     let averaged = values.toArray(Double.self)
@@ -82,7 +81,7 @@ func backwardAcrossProcesses(_ terms: [String: Tensor], group: any DataParallelG
     totals["loss", default: 0] += value / Double(microBatches)
     for (name, v) in zip(names, averaged) { totals[name, default: 0] += v / Double(microBatches) }
     guard value.isFinite else { return false }
-    let total = scaled.dropFirst().reduce(scaled[0]) { $0 + $1 }
+    let total = weightedTotal(terms, names: names, microBatches: microBatches, perMicroBatch: perMicroBatch)
     (scaler?.scale(total) ?? total).backward()
     return true
 }

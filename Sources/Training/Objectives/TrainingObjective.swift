@@ -136,11 +136,17 @@ public enum Precision: String, Sendable, CaseIterable {
 /// whole batch's gradient: they are back-propagated divided by the number of micro-batches, so
 /// that the step's gradient is that of their average (the value reported), as without
 /// accumulation.
+/// The sum of the terms (in `names`' order) that one micro-batch back-propagates: those in
+/// `perMicroBatch` are means over this micro-batch alone, so they count 1/microBatches each.
+func weightedTotal(_ terms: [String: Tensor], names: [String], microBatches: Int, perMicroBatch: Set<String>) -> Tensor {
+    let scaled = names.map { microBatches > 1 && perMicroBatch.contains($0) ? terms[$0]! / Double(microBatches) : terms[$0]! }
+    return scaled.dropFirst().reduce(scaled[0]) { $0 + $1 }
+}
+
 func backward(_ terms: [String: Tensor], into totals: inout [String: Double], microBatches: Int,
               perMicroBatch: Set<String> = [], scaler: GradScaler?) -> Bool {
     let names = terms.keys.sorted()
-    let scaled = names.map { microBatches > 1 && perMicroBatch.contains($0) ? terms[$0]! / Double(microBatches) : terms[$0]! }
-    let total = scaled.dropFirst().reduce(scaled[0]) { $0 + $1 }
+    let total = weightedTotal(terms, names: names, microBatches: microBatches, perMicroBatch: perMicroBatch)
     let value = names.reduce(0.0) { $0 + terms[$1]!.item(Double.self) }
     totals["loss", default: 0] += value / Double(microBatches)
     for (name, t) in terms { totals[name, default: 0] += t.item(Double.self) / Double(microBatches) }
