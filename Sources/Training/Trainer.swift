@@ -197,7 +197,9 @@ public final class Trainer {
                 if let every = setup.checkpointEverySteps, state.globalStep % every == 0 { try saveLast() }
                 if stop == nil, state.globalStep >= setup.totalSteps { stop = .completed }
                 setup.onStep?(state.globalStep)
-                if interrupted.load(ordering: .relaxed) { return try finishInterrupted(lastEval) }
+                // Across processes only the agreed check at the next batch stops (a rank that
+                // saw its flag here first would leave the others alone in that collective).
+                if setup.group == nil, interrupted.load(ordering: .relaxed) { return try finishInterrupted(lastEval) }
             }
             if stop == nil {
                 if epoch.skippedCount > 0 { progress.message("epoch \(state.epoch): \(counted(epoch.skippedCount, "bad sample")) skipped") }
