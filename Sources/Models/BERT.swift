@@ -40,11 +40,9 @@ public final class BertSelfAttention: Module {
         dropout = c.attentionProbsDropoutProb
     }
 
-    func callAsFunction(_ x: Tensor, keep: Tensor?) -> Tensor {
+    func callAsFunction(_ x: Tensor, mask: AttentionMask) -> Tensor {
         func split(_ t: Tensor) -> Tensor { t.unflatten(dim: -1, sizes: [heads, -1]).transpose(1, 2) }
-        let mask = keep.map { $0.to(.bool).unsqueeze(1).unsqueeze(1) }
-        let out = F.scaledDotProductAttention(split(query(x)), split(key(x)), split(value(x)), mask: mask,
-                                              dropout: isTraining ? dropout : 0)
+        let out = mask.attend(split(query(x)), split(key(x)), split(value(x)), dropout: isTraining ? dropout : 0)
         return out.transpose(1, 2).flatten(start: 2)
     }
 }
@@ -75,7 +73,7 @@ public final class BertAttention: Module {
         output = BertResidualOutput(inFeatures: c.hiddenSize, c)
     }
 
-    func callAsFunction(_ x: Tensor, keep: Tensor?) -> Tensor { output(selfAttention(x, keep: keep), residual: x) }
+    func callAsFunction(_ x: Tensor, mask: AttentionMask) -> Tensor { output(selfAttention(x, mask: mask), residual: x) }
 }
 
 public final class BertIntermediate: Module {
@@ -100,8 +98,8 @@ public final class BertLayer: Module {
         output = BertResidualOutput(inFeatures: c.intermediateSize, c)
     }
 
-    func callAsFunction(_ x: Tensor, keep: Tensor?) -> Tensor {
-        let h = attention(x, keep: keep)
+    func callAsFunction(_ x: Tensor, mask: AttentionMask) -> Tensor {
+        let h = attention(x, mask: mask)
         return output(intermediate(h), residual: h)
     }
 }
@@ -148,14 +146,24 @@ public final class BertModel: Module, TextTower {
     /// Where the tower's weights are (inputs from elsewhere are copied there).
     public var device: Device { embeddings.wordEmbeddings.weight.device }
 
+    public var layerCount: Int { encoder.layer.count }
+
     public func lastHiddenState(ids: Tensor, attentionMask: Tensor?) -> Tensor {
-        let device = device, keep = attentionMask?.on(device)
-        return encoder.layer.reduce(embeddings(ids.on(device))) { h, layer in layer(h, keep: keep) }
+        states(ids: ids, attentionMask: attentionMask, throughLayer: layerCount)
+    }
+
+    public func states(ids: Tensor, attentionMask: Tensor?, throughLayer k: Int, rowLengths: [Int]? = nil) -> Tensor {
+        let ids = ids.on(device)
+        return layers(0..<k, embeddings(ids), attentionMask: attentionMask, rowLengths: rowLengths)
     }
 
     public func pooled(ids: Tensor, attentionMask: Tensor?) -> Tensor {
+        pooled(states: states(ids: ids, attentionMask: attentionMask, throughLayer: 0), afterLayer: 0, ids: ids, attentionMask: attentionMask)
+    }
+
+    public func pooled(states: Tensor, afterLayer k: Int, ids: Tensor, attentionMask: Tensor?) -> Tensor {
         let ids = ids.on(device), attentionMask = attentionMask?.on(device)
-        let hidden = lastHiddenState(ids: ids, attentionMask: attentionMask)
+        let hidden = layers(k..<layerCount, states, attentionMask: attentionMask)
         switch pooling {
         case .pooler:
             guard let pooler else { fatalError("this BERT has no pooler weights; use mean or cls pooling") }
@@ -166,5 +174,13 @@ public final class BertModel: Module, TextTower {
             let mask = (attentionMask ?? Tensor.ones(like: ids)).to(hidden.dtype).unsqueeze(-1)
             return (hidden * mask).sum(dim: 1) / mask.sum(dim: 1).clamp(min: 1e-9)
         }
+    }
+
+    /// Encoder layers `range` over `x`.
+    func layers(_ range: Range<Int>, _ x: Tensor, attentionMask: Tensor?, rowLengths: [Int]? = nil) -> Tensor {
+        guard !range.isEmpty else { return x }
+        var mask = AttentionMask(keyPadding: attentionMask?.on(device)).prepared(tokens: x.size(1), device: device)   // once, not per layer
+        mask.rowLengths = rowLengths
+        return encoder.layer[range].reduce(x) { h, layer in layer(h, mask: mask) }
     }
 }

@@ -18,6 +18,15 @@ public protocol TextTower: Module {
     var device: Device { get }
     /// ids [batch, tokens] (int64) and an optional attention mask (1 = real token) → [batch, width].
     func pooled(ids: Tensor, attentionMask: Tensor?) -> Tensor
+    /// Transformer layers; `pooled` equals `pooled(states: states(…, throughLayer: k), afterLayer: k, …)`
+    /// for every k, which lets frozen-layer caching compute a locked prefix apart.
+    var layerCount: Int { get }
+    /// The token states after the embeddings and layers 0..<k: [batch, tokens, width].
+    /// `rowLengths`: run attention one row at a time over each row's real tokens (see
+    /// `AttentionMask.attend`), which makes each row's states a function of that row alone.
+    func states(ids: Tensor, attentionMask: Tensor?, throughLayer k: Int, rowLengths: [Int]?) -> Tensor
+    /// From the states after layer k: the remaining layers and the pooling → [batch, width].
+    func pooled(states: Tensor, afterLayer k: Int, ids: Tensor, attentionMask: Tensor?) -> Tensor
 }
 
 /// The transformer encoder stack shared by CLIP's towers (`encoder.layers.N`).
@@ -31,8 +40,13 @@ public final class CLIPEncoder: Module {
         }
     }
 
-    func callAsFunction(_ x: Tensor, mask: AttentionMask = .none) -> Tensor {
-        layers.reduce(x) { h, layer in layer(h, mask: mask) }
+    func callAsFunction(_ x: Tensor, mask: AttentionMask = .none) -> Tensor { self(x, mask: mask, layers: 0..<layers.count) }
+
+    /// Layers `range` only.
+    func callAsFunction(_ x: Tensor, mask: AttentionMask, layers range: Range<Int>) -> Tensor {
+        guard !range.isEmpty else { return x }
+        let mask = mask.prepared(tokens: x.size(1), device: x.device)   // once, not per layer
+        return layers[range].reduce(x) { h, layer in layer(h, mask: mask) }
     }
 }
 
@@ -124,14 +138,27 @@ public final class CLIPTextTransformer: Module, TextTower {
     /// Where the tower's weights are (inputs from elsewhere are copied there).
     public var device: Device { embeddings.tokenEmbedding.weight.device }
 
+    public var layerCount: Int { encoder.layers.count }
+
     public func lastHiddenState(ids: Tensor, attentionMask: Tensor?) -> Tensor {
-        let device = device
-        return finalLayerNorm(encoder(embeddings(ids.on(device)), mask: AttentionMask(causal: true, keyPadding: attentionMask?.on(device))))
+        let ids = ids.on(device)
+        let states = states(ids: ids, attentionMask: attentionMask, throughLayer: 0)
+        return finalLayerNorm(encoder(states, mask: mask(attentionMask), layers: 0..<layerCount))
+    }
+
+    public func states(ids: Tensor, attentionMask: Tensor?, throughLayer k: Int, rowLengths: [Int]? = nil) -> Tensor {
+        var mask = mask(attentionMask)
+        mask.rowLengths = rowLengths
+        return encoder(embeddings(ids.on(device)), mask: mask, layers: 0..<k)
     }
 
     public func pooled(ids: Tensor, attentionMask: Tensor?) -> Tensor {
+        pooled(states: states(ids: ids, attentionMask: attentionMask, throughLayer: 0), afterLayer: 0, ids: ids, attentionMask: attentionMask)
+    }
+
+    public func pooled(states: Tensor, afterLayer k: Int, ids: Tensor, attentionMask: Tensor?) -> Tensor {
         let ids = ids.on(device)
-        let hidden = lastHiddenState(ids: ids, attentionMask: attentionMask)
+        let hidden = finalLayerNorm(encoder(states, mask: mask(attentionMask), layers: k..<layerCount))
         // transformers: configs from before its PR #24773 say eos_token_id = 2 and pool at the
         // largest id; newer ones pool at the first eos. int32 before argmax: ONNX runtimes lack int64 ArgMax.
         let position = config.eosTokenId == 2
@@ -139,5 +166,9 @@ public final class CLIPTextTransformer: Module, TextTower {
             : ids.eq(config.eosTokenId).to(.int32).argmax(dim: 1)
         let index = position.view([-1, 1, 1]).expand([-1, 1, hidden.size(2)])
         return hidden.gather(dim: 1, index: index).squeeze(1)
+    }
+
+    private func mask(_ attentionMask: Tensor?) -> AttentionMask {
+        AttentionMask(causal: true, keyPadding: attentionMask?.on(device))
     }
 }

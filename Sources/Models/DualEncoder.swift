@@ -24,6 +24,11 @@ public final class DualEncoder: Module {
     /// trained with the CLIP loss. Set it before an optimizer is built over the model.
     public var logitBias: Tensor?
     public let projectionDim: Int
+    /// The text tower's locked prefix computed once per distinct caption (set by training when
+    /// the prefix is frozen and captions are not augmented); nil computes it every time.
+    public var textPrefixCache: FrozenPrefixCache? {
+        willSet { precondition(newValue.map { $0.tower === textModel } ?? true, "the cache belongs to another text tower") }
+    }
     /// open_clip's and big_vision's initial SigLIP bias.
     public static let sigLIPLogitBiasInit = -10.0
 
@@ -45,7 +50,9 @@ public final class DualEncoder: Module {
 
     /// Projected text features, as `get_text_features` (not normalised).
     public func textFeatures(ids: Tensor, attentionMask: Tensor?) -> Tensor {
-        textProjection(textModel.pooled(ids: ids, attentionMask: attentionMask))
+        let pooled = textPrefixCache.map { $0.pooled(ids: ids, attentionMask: attentionMask) }
+            ?? textModel.pooled(ids: ids, attentionMask: attentionMask)
+        return textProjection(pooled)
     }
 
     /// Cosine similarities scaled by exp(logit_scale), plus `logit_bias` when there is one:

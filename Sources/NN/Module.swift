@@ -119,9 +119,19 @@ open class Module {
 
     // MARK: modes
 
-    /// Training mode (dropout active) for this module and all descendants.
+    /// A frozen feature extractor (LiT's locked layers) stays in inference mode, dropout off,
+    /// whatever `train()` says: its output is then a function of its input alone, which is what
+    /// lets frozen-layer caching reuse it.
+    public var pinnedToInference = false {
+        didSet { if pinnedToInference { train(false) } }
+    }
+
+    /// Training mode (dropout active) for this module and all descendants, except the subtrees
+    /// pinned to inference.
     public final func train(_ on: Bool = true) {
-        for (_, m) in namedModules() { m.isTraining = on }
+        let on = on && !pinnedToInference
+        isTraining = on
+        for (_, child) in children() { child.train(on) }
     }
 
     /// Evaluation mode: dropout off.

@@ -6,6 +6,13 @@ public struct AttentionMask: Sendable {
     public var causal: Bool
     /// [batch, keys], 1/true where the key is real, 0/false for padding.
     public var keyPadding: Tensor?
+    /// The boolean mask sdpa takes, once `prepared` has built it (every layer of a forward
+    /// shares it: building it per layer cost a tril, a cast and a logical and each time).
+    public private(set) var sdpaMask: Tensor?
+    public private(set) var isPrepared = false
+    /// Each row's real tokens (a prefix of the row), when attention is to run one row at a time
+    /// (see `attend(_:_:_:dropout:)`); nil runs the batch at once.
+    public var rowLengths: [Int]?
 
     public init(causal: Bool = false, keyPadding: Tensor? = nil) {
         self.causal = causal
@@ -13,6 +20,19 @@ public struct AttentionMask: Sendable {
     }
 
     public static var none: AttentionMask { AttentionMask() }
+
+    /// This mask with its sdpa form built for `tokens` queries and keys; an encoder prepares
+    /// it once per forward and hands it to each layer.
+    public func prepared(tokens: Int, device: Device) -> AttentionMask {
+        guard !isPrepared, rowLengths == nil else { return self }
+        var mask = self
+        mask.sdpaMask = combined(queries: tokens, keys: tokens, device: device)
+        mask.isPrepared = true
+        return mask
+    }
+
+    /// Whether sdpa's own causal flag applies (no explicit mask carries causality).
+    var sdpaCausal: Bool { causal && keyPadding == nil }
 
     /// A boolean mask [batch, 1, queries, keys] (true = attend) when padding is involved; nil
     /// when sdpa's own causal flag or no mask suffices.
@@ -24,6 +44,27 @@ public struct AttentionMask: Sendable {
             mask = mask.logicalAnd(allowed)                                   // [B, 1, Q, K]
         }
         return mask
+    }
+}
+
+extension AttentionMask {
+    /// sdpa over q, k, v [batch, heads, tokens, head width] under this mask. With `rowLengths`,
+    /// each row runs alone over its real tokens (padding positions come out zero): a row's
+    /// result is then a function of that row alone. Batched, libtorch's CPU kernels round a row
+    /// differently with the batch's size and padded length (by up to 5e-7, measured), which
+    /// frozen-layer caching cannot have: its cached rows must equal the ones computed now.
+    public func attend(_ q: Tensor, _ k: Tensor, _ v: Tensor, dropout: Double) -> Tensor {
+        guard let rowLengths else {
+            let mask = prepared(tokens: q.size(2), device: q.device)
+            return F.scaledDotProductAttention(q, k, v, mask: mask.sdpaMask, dropout: dropout, causal: mask.sdpaCausal)
+        }
+        precondition(dropout == 0 && rowLengths.count == q.size(0), "row-at-a-time attention is for inference over \(rowLengths.count) rows")
+        let out = Tensor.zeros(q.shape, dtype: q.dtype, device: q.device)
+        for (row, length) in rowLengths.enumerated() where length > 0 {
+            func real(_ t: Tensor) -> Tensor { t.narrow(dim: 0, start: row, length: 1).narrow(dim: 2, start: 0, length: length) }
+            real(out).copy_(F.scaledDotProductAttention(real(q), real(k), real(v), causal: causal))
+        }
+        return out
     }
 }
 
@@ -51,10 +92,7 @@ public final class MultiHeadAttention: Module {
         // [B, T, D] → [B, H, T, D/H]; -1 keeps batch and length dynamic for export.
         func split(_ t: Tensor) -> Tensor { t.unflatten(dim: -1, sizes: [heads, -1]).transpose(1, 2) }
         let q = split(qProj(x)), k = split(kProj(x)), v = split(vProj(x))
-        let tokens = x.size(1)
-        let combined = mask.combined(queries: tokens, keys: tokens, device: x.device)
-        let attended = F.scaledDotProductAttention(
-            q, k, v, mask: combined, dropout: isTraining ? dropout : 0, causal: mask.causal && combined == nil)
+        let attended = mask.attend(q, k, v, dropout: isTraining ? dropout : 0)
         return outProj(attended.transpose(1, 2).flatten(start: 2))
     }
 }

@@ -102,23 +102,34 @@ public enum ModelBuilder {
     }
 
     /// LiT-style locking: -1 leaves the tower trainable; k ≥ 0 freezes all but its last k
-    /// transformer layers (and, when k > 0, the norms and pooler after them).
+    /// transformer layers (and, when k > 0, the norms and pooler after them). What is frozen
+    /// before the first trained layer (embeddings, locked layers) is pinned to inference — no
+    /// dropout —, a fixed feature extractor as in LiT, which frozen-layer caching relies on.
     static func lock(_ tower: Module, unlockedLayers: Int) {
         guard unlockedLayers >= 0 else { return }
         tower.freeze()
-        guard unlockedLayers > 0 else { return }
-        let names = tower.namedParameters().map(\.name)
-        let layerIndex: (String) -> Int? = { name in
-            for marker in ["encoder.layers.", "encoder.layer."] {
-                if let range = name.range(of: marker), let index = Int(name[range.upperBound...].prefix { $0.isNumber }) { return index }
-            }
-            return nil
+        guard unlockedLayers > 0 else {
+            tower.pinnedToInference = true
+            return
         }
+        let names = tower.namedParameters().map(\.name)
         let layers = (names.compactMap(layerIndex).max() ?? -1) + 1
         tower.unfreeze { name in
             if let index = layerIndex(name) { return index >= layers - unlockedLayers }
             return ["post_layernorm", "final_layer_norm", "pooler"].contains { name.hasPrefix($0) }
         }
+        for (path, module) in tower.namedModules() {
+            let locked = layerIndex(path + ".").map { $0 < layers - unlockedLayers } ?? ["embeddings", "pre_layrnorm"].contains(path)
+            if locked { module.pinnedToInference = true }
+        }
+    }
+
+    /// N in a parameter or module path under `encoder.layers.N.` (CLIP) or `encoder.layer.N.` (BERT).
+    static func layerIndex(_ name: String) -> Int? {
+        for marker in ["encoder.layers.", "encoder.layer."] {
+            if let range = name.range(of: marker), let index = Int(name[range.upperBound...].prefix { $0.isNumber }) { return index }
+        }
+        return nil
     }
 }
 

@@ -40,7 +40,10 @@ public enum RunBuilder {
         let data = try loaders(recipe, images: ImagePipeline(preprocessing: preprocessing, augmentation: recipe.data.augmentation), group: group)
         let objective = try contrastiveObjective(recipe, model, tokenizer, tokenizerFolder, preprocessing)
         objective.group = group
-        return try assemble(recipe, objective: objective, data: data, resolved: resolved, group: group)
+        let caching = FrozenLayerCaching.configure(recipe, model)
+        var setup = try assemble(recipe, objective: objective, data: data, resolved: resolved, group: group)
+        if let caching { setup.notes.append(caching) }
+        return setup
     }
 
     /// The recipe's contrastive objective over a dual encoder. Under the SigLIP loss the model

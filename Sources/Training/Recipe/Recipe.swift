@@ -126,6 +126,8 @@ extension Recipe {
         public var lockVision = TowerLock()
         /// Which text layers train.
         public var lockText = TowerLock()
+        /// Most megabytes of cached locked-prefix states (frozen-layer caching); 0 turns it off.
+        public var frozenLayerCacheMB = 1024
 
         public init() {}
     }

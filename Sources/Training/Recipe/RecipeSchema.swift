@@ -133,6 +133,7 @@ extension Recipe.ModelSection: RecipeCoding {
         coder.field("logit_scale_init", &logitScaleInit, help: "Initial log of the logit scale (2.6592 = ln(1/0.07), CLIP's).")
         coder.section("lock_vision", &lockVision, help: "Which image-tower layers train (LiT).")
         coder.section("lock_text", &lockText, help: "Which text-tower layers train.")
+        coder.field("frozen_layer_cache_mb", &frozenLayerCacheMB, .atLeast(0), help: "Frozen-layer caching: when the text tower's first layers are locked and captions are not augmented, their output is computed once per distinct caption and kept, up to this many megabytes (exact: the same numbers as without). 0: off.")
         guard coder.isDecoding else { return }
 
         if checkpoint != nil {
@@ -195,7 +196,7 @@ extension Recipe.TextTower: RecipeCoding {
 
 extension Recipe.TowerLock: RecipeCoding {
     mutating func code(_ coder: inout RecipeCoder) {
-        coder.field("unlocked_layers", &unlockedLayers, .atLeast(-1), help: "-1: everything trains; 0: the tower is frozen; k > 0: its last k layers and final norms train, the rest is frozen (LiT).")
+        coder.field("unlocked_layers", &unlockedLayers, .atLeast(-1), help: "-1: everything trains; 0: the tower is frozen; k > 0: its last k layers and final norms train, the rest is frozen (LiT). Frozen layers run as in inference (no dropout): a fixed feature extractor.")
     }
 }
 
