@@ -38,6 +38,16 @@ inline std::optional<at::IntArrayRef> opt_dims(const int64_t *p, int64_t n) {
   return ints(p, n);
 }
 std::optional<at::Generator> generator(ct_generator g);
+/// A list argument: `n` handles.
+inline std::vector<at::Tensor> tensors(const ct_tensor *ts, int64_t n) {
+  std::vector<at::Tensor> v;
+  v.reserve(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; i++) v.push_back(T(ts[i]));
+  return v;
+}
+inline ct_tensor_list wrap_list(std::vector<at::Tensor> v) {
+  return reinterpret_cast<ct_tensor_list>(new std::vector<at::Tensor>(std::move(v)));
+}
 int64_t reduction(int32_t r);
 
 }  // namespace ctorch

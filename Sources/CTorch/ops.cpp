@@ -3,15 +3,6 @@
 
 using namespace ctorch;
 
-static ct_tensor_list wrap_list(std::vector<at::Tensor> v) {
-  return reinterpret_cast<ct_tensor_list>(new std::vector<at::Tensor>(std::move(v)));
-}
-static std::vector<at::Tensor> tensors(const ct_tensor *ts, int64_t n) {
-  std::vector<at::Tensor> v;
-  v.reserve(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; i++) v.push_back(T(ts[i]));
-  return v;
-}
 static std::optional<at::Scalar> opt_scalar(const double *p) {
   if (p == nullptr) return std::nullopt;
   return at::Scalar(*p);

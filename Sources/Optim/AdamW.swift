@@ -1,14 +1,16 @@
-import Foundation
 import Torch
 
-/// Adam with decoupled weight decay (Loshchilov & Hutter), numerically as torch.optim.AdamW
-/// (single-tensor path): the same ops in the same order.
+/// Adam with decoupled weight decay (Loshchilov & Hutter), as `torch.optim.AdamW(fused=True)`:
+/// one call of torch's fused kernel per parameter group, device and dtype, after adding 1 to
+/// the step counts of the parameters that have a gradient (torch's order).
 public final class AdamW: Optimizer {
     public var groups: [ParameterGroup]
     public var betas: (Double, Double)
     public var eps: Double
 
-    private struct Slot { var expAvg: Tensor; var expAvgSq: Tensor; var step: Int }
+    /// `step` is a float32 0-dim tensor on the parameter's device, as torch's fused state (the
+    /// kernel reads it there).
+    private struct Slot { let expAvg: Tensor; let expAvgSq: Tensor; let step: Tensor }
     private var slots: [String: Slot] = [:]
 
     /// open_clip's defaults: betas (0.9, 0.98), eps 1e-6.
@@ -19,37 +21,39 @@ public final class AdamW: Optimizer {
     }
 
     public func step() {
-        let (beta1, beta2) = betas
         withNoGrad {
             for group in groups {
-                let lr = group.learningRate
-                for (name, param) in group.parameters {
-                    guard let grad = param.grad else { continue }
-                    var slot = slots[name] ?? Slot(expAvg: Tensor.zeros(param.shape, dtype: param.dtype, device: param.device),
-                                                   expAvgSq: Tensor.zeros(param.shape, dtype: param.dtype, device: param.device), step: 0)
-                    slot.step += 1
-                    if group.weightDecay != 0 { param.mul_(1 - lr * group.weightDecay) }
-                    slot.expAvg.lerp_(grad, weight: 1 - beta1)
-                    slot.expAvgSq.mul_(beta2)
-                    slot.expAvgSq.addcmul_(grad, grad, value: 1 - beta2)
-                    let biasCorrection1 = 1 - Foundation.pow(beta1, Double(slot.step))
-                    let biasCorrection2 = 1 - Foundation.pow(beta2, Double(slot.step))
-                    let stepSize = lr / biasCorrection1
-                    let denominator = slot.expAvgSq.sqrt() / biasCorrection2.squareRoot()
-                    denominator.add_(eps)
-                    param.addcdiv_(slot.expAvg, denominator, value: -stepSize)
-                    slots[name] = slot
+                for bucket in steppingBuckets(group) {
+                    let state = bucket.map { p in
+                        slots[p.name] ?? Slot(expAvg: Tensor.zeros(p.target.shape, dtype: p.target.dtype, device: p.target.device),
+                                              expAvgSq: Tensor.zeros(p.target.shape, dtype: p.target.dtype, device: p.target.device),
+                                              step: Tensor.zeros([], dtype: .float32, device: p.target.device))
+                    }
+                    let steps = state.map(\.step)
+                    Tensor.foreachAdd_(steps, 1)
+                    // A failed call (inside withTorchErrors: gradients that do not fit) leaves
+                    // the state as it was, so that a caller who catches it can go on.
+                    guard Tensor.fusedAdamW_(params: bucket.map(\.target), grads: bucket.map(\.grad), expAvgs: state.map(\.expAvg),
+                                             expAvgSqs: state.map(\.expAvgSq), stateSteps: steps, learningRate: group.learningRate,
+                                             beta1: betas.0, beta2: betas.1, weightDecay: group.weightDecay, eps: eps,
+                                             names: bucket.map(\.name)) else {
+                        Tensor.foreachAdd_(steps, -1)
+                        continue
+                    }
+                    for (p, slot) in zip(bucket, state) { slots[p.name] = slot }
+                    bucket.finish()
                 }
             }
         }
     }
 
+    /// `step` is saved as a 1-element float32 CPU tensor, the format checkpoints have always had.
     public func stateDict() -> [String: Tensor] {
         var result: [String: Tensor] = [:]
         for (name, slot) in slots {
             result["\(name).exp_avg"] = slot.expAvg
             result["\(name).exp_avg_sq"] = slot.expAvgSq
-            result["\(name).step"] = Tensor([Float(slot.step)])
+            result["\(name).step"] = slot.step.to(.cpu).reshape([1]).clone()
         }
         return result
     }
@@ -62,7 +66,8 @@ public final class AdamW: Optimizer {
             switch (m, v, state["\(name).step"]) {
             case (nil, nil, nil): continue   // never stepped
             case let (m?, v?, step?):
-                loaded[name] = Slot(expAvg: m, expAvgSq: v, step: Int(step.item(Float.self)))
+                guard step.count == 1 else { throw OptimizerStateError(key: "\(name).step", reason: "holds \(step.count) values, not one step count") }
+                loaded[name] = Slot(expAvg: m, expAvgSq: v, step: step.to(.float32).reshape([]).to(param.device).clone())
             default:
                 throw OptimizerStateError(key: name, reason: "needs exp_avg, exp_avg_sq and step together")
             }

@@ -81,15 +81,18 @@ extension Optimizer {
 }
 
 /// Scales all gradients so that their joint L2 norm is at most `maxNorm`, as
-/// torch.nn.utils.clip_grad_norm_. Returns the norm before clipping (nil when no gradients).
+/// torch.nn.utils.clip_grad_norm_ (foreach path): `_foreach_norm` per device and dtype, the
+/// norm of those norms, one `_foreach_mul_` per device and dtype by min(1, maxNorm / (norm +
+/// 1e-6)). Returns the norm before clipping (nil when no gradients).
 @discardableResult
 public func clipGradientNorm(_ parameters: [Tensor], maxNorm: Double) -> Double? {
     withNoGrad {
         let grads = parameters.compactMap(\.grad)
-        guard !grads.isEmpty else { return nil }
-        let total = Tensor.stack(grads.map { $0.norm() }).norm()
+        guard let first = grads.first?.device else { return nil }
+        let buckets = groupedByDeviceAndDType(grads) { $0 }
+        let total = Tensor.stack(buckets.flatMap { Tensor.foreachNorm($0) }.map { $0.to(first) }).norm()
         let coefficient = (maxNorm / (total + 1e-6)).clamp(max: 1.0)
-        for g in grads { g.mul_(coefficient) }
+        for bucket in buckets { Tensor.foreachMul_(bucket, coefficient.to(bucket[0].device)) }
         return total.item(Double.self)
     }
 }

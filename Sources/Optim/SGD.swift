@@ -1,7 +1,8 @@
 import Torch
 
-/// Stochastic gradient descent with momentum, dampening, Nesterov and L2 weight decay,
-/// numerically as torch.optim.SGD (single-tensor path).
+/// Stochastic gradient descent with momentum, dampening, Nesterov and L2 weight decay, as
+/// `torch.optim.SGD(fused=True)`: torch's fused kernel, one call per parameter group, device
+/// and dtype (and, with momentum, per buffers that exist / start this step).
 public final class SGD: Optimizer {
     public var groups: [ParameterGroup]
     public var momentum: Double
@@ -20,25 +21,36 @@ public final class SGD: Optimizer {
     public func step() {
         withNoGrad {
             for group in groups {
-                for (name, param) in group.parameters {
-                    guard var grad = param.grad else { continue }
-                    if group.weightDecay != 0 { grad = grad.add(param, alpha: group.weightDecay) }
-                    if momentum != 0 {
-                        let buffer: Tensor
-                        if let existing = buffers[name] {
-                            existing.mul_(momentum)
-                            existing.add_(grad, alpha: 1 - dampening)
-                            buffer = existing
-                        } else {
-                            buffer = grad.clone().detach()
-                            buffers[name] = buffer
-                        }
-                        grad = nesterov ? grad.add(buffer, alpha: momentum) : buffer
+                for bucket in steppingBuckets(group) {
+                    guard momentum != 0 else {
+                        run(bucket, buffers: [], group: group, isFirstStep: false)
+                        continue
                     }
-                    param.add_(grad, alpha: -group.learningRate)
+                    // A buffer starts as the gradient (torch's first step with momentum). torch's
+                    // fused path decides that per group and fails on a parameter whose first
+                    // gradient comes later; its foreach path (and this) starts each buffer alone.
+                    let continuing = bucket.filter { buffers[$0.name] != nil }
+                    let starting = bucket.filter { buffers[$0.name] == nil }
+                    run(continuing, buffers: continuing.map { buffers[$0.name]! }, group: group, isFirstStep: false)
+                    let fresh = starting.map { Tensor.empty($0.target.shape, dtype: $0.target.dtype, device: $0.target.device) }
+                    if run(starting, buffers: fresh, group: group, isFirstStep: true) {
+                        for (p, buffer) in zip(starting, fresh) { buffers[p.name] = buffer }
+                    }
                 }
             }
         }
+    }
+
+    /// Whether the kernel ran (false after a failure inside withTorchErrors: nothing changed).
+    @discardableResult
+    private func run(_ bucket: [SteppingParameter], buffers: [Tensor], group: ParameterGroup, isFirstStep: Bool) -> Bool {
+        guard !bucket.isEmpty else { return true }
+        guard Tensor.fusedSGD_(params: bucket.map(\.target), grads: bucket.map(\.grad), momentumBuffers: buffers,
+                               learningRate: group.learningRate, weightDecay: group.weightDecay, momentum: momentum,
+                               dampening: dampening, nesterov: nesterov, isFirstStep: isFirstStep, names: bucket.map(\.name))
+        else { return false }
+        bucket.finish()
+        return true
     }
 
     public func stateDict() -> [String: Tensor] {

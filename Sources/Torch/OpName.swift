@@ -33,6 +33,10 @@ public enum OpName: String, CaseIterable, Sendable, CustomStringConvertible {
     case ampForeachNonFiniteCheckAndUnscaleInPlace = "_amp_foreach_non_finite_check_and_unscale_"
     case ampUpdateScaleInPlace = "_amp_update_scale_"
 
+    // Optimizers: torch's fused steps and foreach kernels (OptimizerKernels.swift)
+    case foreachAddInPlace = "_foreach_add_", foreachMulInPlace = "_foreach_mul_", foreachNorm = "_foreach_norm"
+    case fusedAdamwInPlace = "_fused_adamw_", fusedSgdInPlace = "_fused_sgd_"
+
     // Reductions, sorting and selection (Reductions.swift)
     case sum, mean, prod, cumsum, maxAll = "max_all", minAll = "min_all", maxDim = "max_dim", minDim = "min_dim", argmax
     case argmin, norm, logsumexp, `var`, std, topk, sort, argsort, all, any

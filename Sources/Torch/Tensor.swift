@@ -112,10 +112,11 @@ func mutate(_ op: OpName, _ site: CallSite?, _ target: Tensor, inputs: @autoclos
 
 /// Calls `body` with the bridge handles of `tensors` as a contiguous C array.
 
+/// An empty list passes a valid pointer to one unused slot (an empty array's buffer may have none).
 func withHandles<R>(_ tensors: [Tensor], _ body: (UnsafePointer<OpaquePointer?>, Int64) -> R) -> R {
-    let handles: [OpaquePointer?] = tensors.map { $0.handle }
+    let handles: [OpaquePointer?] = tensors.isEmpty ? [nil] : tensors.map { $0.handle }
     return withExtendedLifetime(tensors) {
-        handles.withUnsafeBufferPointer { body($0.baseAddress!, Int64($0.count)) }
+        handles.withUnsafeBufferPointer { body($0.baseAddress!, Int64(tensors.count)) }
     }
 }
 

@@ -78,6 +78,9 @@ struct TrainStep: ParsableCommand {
         let autocast: DType? = bf16 ? .bfloat16 : fp16 ? .float16 : nil
         var losses: [Double] = []
         var skipped = 0
+        // The optimizer's share (scaler step included): host time, so on a GPU only the launches
+        // (no extra synchronisation, which would change the step being measured).
+        var stepSeconds: [Double] = []
         Torch.resetPeakMemoryStats(place)
         let times = timed(warmup: warmup, repetitions: steps) {
             optimizer.zeroGrad()
@@ -86,19 +89,21 @@ struct TrainStep: ParsableCommand {
                          logitScale: m.model.logitScale)
             }
             let loss = autocast.map { withAutocast($0, device: place, forward) } ?? forward()
+            (scaler?.scale(loss) ?? loss).backward()
+            let start = DispatchTime.now().uptimeNanoseconds
             if let scaler {
-                scaler.scale(loss).backward()
                 if !scaler.step(optimizer) { skipped += 1 }
                 scaler.update()
             } else {
-                loss.backward()
                 optimizer.step()
             }
+            stepSeconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
             losses.append(loss.item(Double.self))
         }
         var result: [String: Any] = ["median_s": median(times), "min_s": times.min()!, "steps_s": times, "device": device,
                                      "loss_first": losses.first!, "loss_last": losses.last!, "peak_rss_mb": peakRSSMegabytes(),
-                                     "threads": Torch.threadCount, "bf16": bf16, "fp16": fp16]
+                                     "threads": Torch.threadCount, "bf16": bf16, "fp16": fp16,
+                                     "optimizer_step_median_s": median(Array(stepSeconds.suffix(steps)))]
         if let scaler { result["loss_scale"] = scaler.currentScale; result["skipped_steps"] = skipped }
         if let stats = Torch.memoryStats(place) { result["peak_device_memory_mb"] = Double(stats.peakAllocated) / 1_048_576 }
         emit(result)

@@ -4,97 +4,62 @@ import NN
 import Torch
 @testable import Optim
 
-/// 20 steps against torch.optim (fixture from Scripts/fixtures/optim_fixtures.py).
+/// 20 steps against torch.optim with fused=True (fixture from Scripts/fixtures/optim_fixtures.py).
 @Suite("Optimizers match torch.optim", .serialized)
 struct OptimizerParityTests {
-    let f: [String: Tensor]
-    init() throws {
-        f = try SafeTensors.load(Bundle.module.path(forResource: "trajectories", ofType: "safetensors", inDirectory: "Fixtures")!)
-        Torch.threadCount = 1   // as the fixture was made
-    }
-
-    /// The fixture's problem: mse(linear(x * g, W, b), y).
-    func parameters() -> [String: Tensor] {
-        ["W": f["init.W"]!.clone().requiringGrad(), "b": f["init.b"]!.clone().requiringGrad(), "g": f["init.g"]!.clone().requiringGrad()]
-    }
-
-    func loss(_ p: [String: Tensor]) -> Tensor {
-        F.mseLoss(F.linear(f["x"]! * p["g"]!, weight: p["W"]!, bias: p["b"]!), f["y"]!)
-    }
-
-    func run(_ name: String, _ p: [String: Tensor], _ optimizer: Optimizer, clip: Double? = nil,
-             lrScale: ((Int) -> Double)? = nil) -> Double {
-        var worst = 0.0
-        for step in 0..<20 {
-            if let lrScale { optimizer.setLearningRates { $0 * lrScale(step) } }
-            optimizer.zeroGrad()
-            loss(p).backward()
-            if let clip {
-                let norm = clipGradientNorm(["W", "b", "g"].map { p[$0]! }, maxNorm: clip)!
-                worst = Swift.max(worst, Swift.abs(norm - f["\(name).\(step).grad_norm"]!.item(Double.self)))
-            }
-            optimizer.step()
-            for key in ["W", "b", "g"] {
-                worst = Swift.max(worst, (p[key]! - f["\(name).\(step).\(key)"]!).abs().max().item(Double.self))
-            }
-        }
-        return worst
-    }
+    let t: Trajectories
+    init() throws { t = try Trajectories() }
 
     @Test func adamWWithGroupsScheduleAndClipping() throws {
-        let p = parameters()
+        let p = t.parameters()
         let optimizer = AdamW(groups: [
-            ParameterGroup(name: "decay", parameters: [("W", p["W"]!)], learningRate: 5e-3, weightDecay: 0.2),
-            ParameterGroup(name: "no_decay", parameters: [("b", p["b"]!), ("g", p["g"]!)], learningRate: 1e-2, weightDecay: 0),
+            ParameterGroup(name: "decay", parameters: p.named("W"), learningRate: 5e-3, weightDecay: 0.2),
+            ParameterGroup(name: "no_decay", parameters: p.named("b", "g"), learningRate: 1e-2, weightDecay: 0),
         ])
-        let error = run("adamw", p, optimizer, clip: 0.5) { Double($0 + 1) / 20 }
+        let error = t.run("adamw", p, optimizer, clip: 0.5) { Double($0 + 1) / 20 }
         #expect(error <= 1e-6, "max |ours - torch| = \(error)")
-        let state = optimizer.stateDict()
-        for key in ["W", "b", "g"] {
-            #expect((state["\(key).exp_avg"]! - f["adamw.state.\(key).exp_avg"]!).abs().max().item(Double.self) <= 1e-7)
-            #expect((state["\(key).exp_avg_sq"]! - f["adamw.state.\(key).exp_avg_sq"]!).abs().max().item(Double.self) <= 1e-7)
-            #expect(state["\(key).step"]!.item(Float.self) == f["adamw.state.\(key).step"]!.item(Float.self))
-        }
+        #expect(t.stateError("adamw", optimizer, p, slots: ["exp_avg", "exp_avg_sq"]) <= 1e-7)
+        #expect(t.stateError("adamw", optimizer, p, slots: ["step"]) == 0)
     }
 
     @Test func adamWTorchDefaults() {
-        let p = parameters()
-        let optimizer = AdamW(groups: [ParameterGroup(name: "all", parameters: ["W", "b", "g"].map { ($0, p[$0]!) }, learningRate: 1e-2, weightDecay: 0.01)],
+        let p = t.parameters()
+        let optimizer = AdamW(groups: [ParameterGroup(name: "all", parameters: p.named("W", "b", "g"), learningRate: 1e-2, weightDecay: 0.01)],
                               betas: (0.9, 0.999), eps: 1e-8)
-        let error = run("adamw_default", p, optimizer)
+        let error = t.run("adamw_default", p, optimizer)
         #expect(error <= 1e-6, "max |ours - torch| = \(error)")
     }
 
     @Test func sgdVariants() {
-        func group(_ p: [String: Tensor], lr: Double, wd: Double) -> [ParameterGroup] {
-            [ParameterGroup(name: "all", parameters: ["W", "b", "g"].map { ($0, p[$0]!) }, learningRate: lr, weightDecay: wd)]
+        func group(_ p: Trajectories.Parameters, lr: Double, wd: Double) -> [ParameterGroup] {
+            [ParameterGroup(name: "all", parameters: p.named("W", "b", "g"), learningRate: lr, weightDecay: wd)]
         }
-        var p = parameters()
-        var error = run("sgd_nesterov", p, SGD(groups: group(p, lr: 0.05, wd: 1e-3), momentum: 0.9, nesterov: true))
+        var p = t.parameters()
+        var error = t.run("sgd_nesterov", p, SGD(groups: group(p, lr: 0.05, wd: 1e-3), momentum: 0.9, nesterov: true))
         #expect(error <= 1e-6, "nesterov: \(error)")
-        p = parameters()
-        error = run("sgd_dampening", p, SGD(groups: group(p, lr: 0.05, wd: 0), momentum: 0.8, dampening: 0.1))
+        p = t.parameters()
+        error = t.run("sgd_dampening", p, SGD(groups: group(p, lr: 0.05, wd: 0), momentum: 0.8, dampening: 0.1))
         #expect(error <= 1e-6, "dampening: \(error)")
-        p = parameters()
-        error = run("sgd_plain", p, SGD(groups: group(p, lr: 0.1, wd: 0.01)), clip: 1.0)
+        p = t.parameters()
+        error = t.run("sgd_plain", p, SGD(groups: group(p, lr: 0.1, wd: 0.01)), clip: 1.0)
         #expect(error <= 1e-6, "plain + clipping: \(error)")
     }
 
     @Test func stateRoundTripsByNameIntoAFreshOptimizer() throws {
-        let p = parameters()
-        let groups = [ParameterGroup(name: "all", parameters: ["W", "b", "g"].map { ($0, p[$0]!) }, learningRate: 1e-2, weightDecay: 0.1)]
+        let p = t.parameters()
+        let groups = [ParameterGroup(name: "all", parameters: p.named("W", "b", "g"), learningRate: 1e-2, weightDecay: 0.1)]
         let a = AdamW(groups: groups)
-        for _ in 0..<3 { a.zeroGrad(); loss(p).backward(); a.step() }
+        for step in 0..<3 { a.zeroGrad(); t.loss(p, step: step).backward(); a.step() }
         let saved = a.stateDict()
         let b = AdamW(groups: groups)
         try b.loadStateDict(saved)
-        let copy = p.mapValues { $0.detach().clone() }
+        let copy = p.tensors.mapValues { $0.detach().clone() }
         // Both continue identically from the same parameters.
-        a.zeroGrad(); loss(p).backward(); a.step()
-        let afterA = p.mapValues { $0.detach().clone() }
-        for (k, v) in copy { withNoGrad { p[k]!.copy_(v) } }
-        b.zeroGrad(); loss(p).backward(); b.step()
-        for k in ["W", "b", "g"] { #expect(p[k]!.equal(afterA[k]!)) }
+        a.zeroGrad(); t.loss(p, step: 3).backward(); a.step()
+        let afterA = p.tensors.mapValues { $0.detach().clone() }
+        for (k, v) in copy { withNoGrad { p[k].copy_(v) } }
+        b.zeroGrad(); t.loss(p, step: 3).backward(); b.step()
+        for k in ["W", "b", "g"] { #expect(p[k].equal(afterA[k]!)) }
 
         var wrong = saved
         wrong["W.exp_avg"] = Tensor.zeros([2, 2])
@@ -103,7 +68,7 @@ struct OptimizerParityTests {
         stray["other.exp_avg"] = Tensor.zeros([2])
         #expect(throws: OptimizerStateError.self) { try AdamW(groups: groups).loadStateDict(stray) }
         let sgd = SGD(groups: groups, momentum: 0.9)
-        sgd.zeroGrad(); loss(p).backward(); sgd.step()
+        sgd.zeroGrad(); t.loss(p, step: 0).backward(); sgd.step()
         let sgdState = sgd.stateDict()
         #expect(Set(sgdState.keys) == ["W.momentum_buffer", "b.momentum_buffer", "g.momentum_buffer"])
         try SGD(groups: groups, momentum: 0.9).loadStateDict(sgdState)

@@ -261,6 +261,33 @@ ct_status ct_amp_foreach_non_finite_check_and_unscale_(const ct_tensor *ts, int6
 ct_status ct_amp_update_scale_(ct_tensor scale, ct_tensor growth_tracker, ct_tensor found_inf, double growth_factor,
                                double backoff_factor, int64_t growth_interval);
 
+// ---- optimizers: torch's fused steps and foreach kernels (optim.cpp) ----------------------
+// Lists are arrays of handles; the lists of one call hold one tensor per parameter, in the
+// same order. The CPU kernels read each tensor's memory as flat and check neither shapes nor
+// strides against the parameter's: callers pass contiguous tensors of the parameter's shape.
+/// torch._foreach_add_(ts, s): adds `s` to every tensor in place (optimizer step counts).
+ct_status ct_foreach_add_scalar_(const ct_tensor *ts, int64_t n, ct_scalar s);
+/// torch._foreach_mul_(ts, factor): multiplies every tensor by `factor` (0-dim) in place.
+ct_status ct_foreach_mul_tensor_(const ct_tensor *ts, int64_t n, ct_tensor factor);
+/// torch._foreach_norm(ts, p): each tensor's p-norm, as a list of 0-dim tensors.
+ct_status ct_foreach_norm(const ct_tensor *ts, int64_t n, double p, ct_tensor_list *out);
+/// torch._fused_adamw_: one AdamW step of `n` parameters. `state_steps` (float32, 0-dim, one
+/// per parameter) are read, not incremented: torch adds 1 before the call. `max_exp_avg_sqs`
+/// holds n tensors with amsgrad, none without. `grad_scale`, `found_inf`: NULL or float32 0-dim
+/// (grads divided by the scale; the step skipped when found_inf is 1).
+ct_status ct_fused_adamw_(const ct_tensor *params, const ct_tensor *grads, const ct_tensor *exp_avgs,
+                          const ct_tensor *exp_avg_sqs, const ct_tensor *max_exp_avg_sqs, int64_t n_max,
+                          const ct_tensor *state_steps, int64_t n, double lr, double beta1, double beta2,
+                          double weight_decay, double eps, bool amsgrad, bool maximize, ct_tensor grad_scale,
+                          ct_tensor found_inf);
+/// torch._fused_sgd_: one SGD step of `n` parameters. `momentum_buffers` holds n tensors with
+/// momentum, none without; with `is_first_step` they are overwritten with the gradient (after
+/// weight decay) instead of updated, as torch's first step does.
+ct_status ct_fused_sgd_(const ct_tensor *params, const ct_tensor *grads, const ct_tensor *momentum_buffers,
+                        int64_t n_buffers, int64_t n, double weight_decay, double momentum, double lr,
+                        double dampening, bool nesterov, bool maximize, bool is_first_step, ct_tensor grad_scale,
+                        ct_tensor found_inf);
+
 // ---- reductions -------------------------------------------------------------------------
 // dims == NULL / ndim == 0 reduces over all elements. dtype < 0 keeps the default.
 ct_status ct_sum(ct_tensor t, const int64_t *dims, int64_t ndim, bool keepdim, int32_t dtype, ct_tensor *out);
