@@ -219,9 +219,16 @@ public enum EncoderExport {
         let graphInputs = inputs.map(lowering.input)
         try lowering.lower(recorder.ops)
         let graphOutput = try lowering.output(result, name: output, axes: ["batch", nil])
-        // Constants materialised for an op that later took another path are dropped.
-        let used = Set(lowering.nodes.flatMap(\.inputs))
-        let graph = GraphProto(name: name, nodes: lowering.nodes, inputs: graphInputs, outputs: [graphOutput],
+        // Nodes nothing reads (a pooling gather's index once the pooled row is computed
+        // directly) and constants materialised for an op that later took another path are dropped.
+        var needed: Set<String> = [output]
+        let nodes = Array(lowering.nodes.reversed().filter { node in
+            guard node.outputs.contains(where: needed.contains) else { return false }
+            needed.formUnion(node.inputs)
+            return true
+        }.reversed())
+        let used = Set(nodes.flatMap(\.inputs))
+        let graph = GraphProto(name: name, nodes: nodes, inputs: graphInputs, outputs: [graphOutput],
                                initializers: lowering.initializers.filter { used.contains($0.name) })
         return ModelProto(irVersion: 8, opsetImports: [OperatorSetIdProto(version: Int64(options.opset))], graph: graph,
                           producerName: "cliptune", producerVersion: "1", docString: "\(name) (\(options.precision.rawValue))")

@@ -23,6 +23,9 @@ public struct TracedInput {
 /// Sizes read as plain integers during the trace (a batch size passed to `expand`, a sequence
 /// length passed to `narrow`) are recognised by their traced values, which is why the trace uses
 /// unusual sizes, and rebuilt from the inputs' shapes so the batch (and sequence) axes stay dynamic.
+///
+/// Ops that only feed the pooled token (`PooledRows`: the last layer's queries, output
+/// projection and MLP) are lowered for that token alone: their inputs' rows are gathered.
 final class GraphLowering {
     let precision: ExportPrecision
     let opset: Int
@@ -34,17 +37,28 @@ final class GraphLowering {
     /// int8: quantize activations per token instead of per tensor (more accurate, slower in onnxruntime).
     var perTokenActivations = false
 
-    private(set) var nodes: [NodeProto] = []
+    var nodes: [NodeProto] = []
     private(set) var initializers: [TensorProto] = []
     private var values: [ObjectIdentifier: String] = [:]
-    private var types: [String: TensorProto.DataType] = [:]
+    var types: [String: TensorProto.DataType] = [:]
     private var dynamic: Set<ObjectIdentifier> = []
     private var contentNames: [Int: [(TensorProto, String)]] = [:]
     private var derived: [String: String] = [:]
     private var usedNames: Set<String> = []
-    private var batchSource: String?
-    private var sequenceSource: String?
-    private var module = "the model"
+    var batchSource: String?
+    var sequenceSource: String?
+    var module = "the model"
+    /// The ops that need the pooled token only (nil: every op computes every token).
+    var pooled: PooledRows?
+    /// Values computed for the pooled token only: their token axis has size 1.
+    var rowValues: [ObjectIdentifier: String] = [:]
+    /// While an op is lowered for the pooled token only: its output's token axis, and its
+    /// inputs' (those read whole are absent).
+    var rowAxis: Int?
+    var rowInputs: [ObjectIdentifier: Int] = [:]
+    /// Rows gathered from values computed whole, by tensor and axis; the per-input positions.
+    var gatheredRows: [String: String] = [:]
+    var pooledPositions: String?
 
     /// float16 in fp16 mode: the type of float activations and weights.
     var computeType: TensorProto.DataType { precision == .fp16 ? .float16 : .float }
@@ -89,13 +103,24 @@ final class GraphLowering {
     // MARK: lowering
 
     func lower(_ ops: [RecordedOp]) throws {
-        for op in ops {
+        pooled = PooledRows(ops, traceBatch: traceBatch)
+        for i in pooled?.order ?? Array(ops.indices) {
+            let op = ops[i]
             for t in op.inputs { if let name = parameterNames[ObjectIdentifier(t)] { module = Self.modulePath(name) } }
             guard isDynamic(op) else { continue }
-            let result = try lower(op)
-            let out = op.outputs[0]
-            values[ObjectIdentifier(out)] = result
-            dynamic.insert(ObjectIdentifier(out))
+            let out = ObjectIdentifier(op.outputs[0])
+            if let axes = pooled?.ops[i] {
+                rowAxis = axes.output
+                rowInputs = [:]
+                for (t, axis) in zip(op.inputs, axes.inputs) { if let axis { rowInputs[ObjectIdentifier(t)] = axis } }
+                defer { rowAxis = nil; rowInputs = [:] }
+                rowValues[out] = try lower(op)
+            } else if let pooled, i == pooled.poolingOp {
+                values[out] = try pool(op, pooled)
+            } else {
+                values[out] = try lower(op)
+            }
+            dynamic.insert(out)
         }
     }
 
@@ -179,19 +204,20 @@ final class GraphLowering {
         case .permute: return emit("Transpose", [try x()], [.ints("perm", try ints("dims").map { Int64(axis($0)) })])
         case .flatten:
             let start = axis(try int("start")), end = axis(try int("end"))
-            let shape = op.inputs[0].shape
-            let target = Array(repeating: 0, count: start) + [-1] + Array(shape[(end + 1)...])
+            let inputShape = shape(of: op.inputs[0])
+            let target = Array(repeating: 0, count: start) + [-1] + Array(inputShape[(end + 1)...])
             return emit("Reshape", [try x(), shapeConstant(target)])
         case .unflatten:
             let d = axis(try int("dim"))
-            let shape = op.inputs[0].shape
-            let target = Array(repeating: 0, count: d) + (try ints("sizes")) + Array(shape[(d + 1)...])
+            let inputShape = shape(of: op.inputs[0])
+            let target = Array(repeating: 0, count: d) + (try ints("sizes")) + Array(inputShape[(d + 1)...])
             return emit("Reshape", [try x(), shapeConstant(target)])
         case .view, .reshape:
             var target = try ints("shape")
-            let input = op.inputs[0]
-            if target.first == traceBatch, input.shape.first == traceBatch { target[0] = 0 }
-            if let seq = traceSequence, target.count > 1, target[1] == seq, input.shape.count > 1, input.shape[1] == seq { target[1] = 0 }
+            let input = shape(of: op.inputs[0])
+            if let rowAxis { target[rowAxis] = 1 }
+            if target.first == traceBatch, input.first == traceBatch { target[0] = 0 }
+            if let seq = traceSequence, target.count > 1, target[1] == seq, input.count > 1, input[1] == seq { target[1] = 0 }
             return emit("Reshape", [try x(), shapeConstant(target)])
         case .expand: return try expand(op)
         case .unsqueeze: return emit("Unsqueeze", [try x(), int64s([Int64(try int("dim"))])])
@@ -265,176 +291,23 @@ final class GraphLowering {
         }
     }
 
-    // MARK: op families
-
-    /// x·Wᵀ + b. fp32/fp16: MatMul with the transposed weight. int8: dynamic quantization.
-    private func linear(_ op: RecordedOp) throws -> String {
-        let input = try value(op.inputs[0]), weight = op.inputs[1]
-        let name = parameterNames[ObjectIdentifier(weight)] ?? "linear.weight"
-        var out: String
-        if precision == .int8 && perTokenActivations {
-            out = try perTokenQuantizedMatMul(input, weight: weight, name: name, rank: op.inputs[0].shape.count)
-        } else if precision == .int8 {
-            // 7-bit weights (onnxruntime's reduce_range): with full-range uint8 activations, x86's
-            // u8×s8 multiply-add (vpmaddubsw) saturates pairs of full-range products.
-            let (q, scale) = Quantization.perChannel(weight.mT, axis: 1, levels: 63)          // [in, out], one scale per output
-            let wq = constantTensor(q, hint: "\(name).int8")
-            let zeros = constantTensor(Quantization.zeroPoints(count: weight.size(0)), hint: "\(name).zero_point")
-            let ws = constantTensor(scale, hint: "\(name).scale")
-            let xq = unique("\(name).x_quantized"), xs = unique("\(name).x_scale"), xz = unique("\(name).x_zero_point")
-            nodes.append(NodeProto(opType: "DynamicQuantizeLinear", inputs: [input], outputs: [xq, xs, xz], name: unique("DynamicQuantizeLinear")))
-            types[xq] = .uint8; types[xs] = .float; types[xz] = .uint8
-            let integer = emit("MatMulInteger", [xq, wq, xz, zeros], type: .int32)
-            out = emit("Mul", [cast(integer, to: .float), emit("Mul", [xs, ws], type: .float)], type: .float)
-        } else {
-            let transposed = materialize(weight, key: "transposed") { weight.mT.contiguous() }
-            out = emit("MatMul", [input, transposed])
-        }
-        if op.inputs.count > 2 { out = emit("Add", [out, try value(op.inputs[2])]) }
-        return out
-    }
-
-    /// x·Wᵀ with uint8 activations quantized per token (row) and int8 weights per output channel.
-    /// MatMulInteger takes one activation zero point only, so each row is quantized with its own
-    /// scale s and zero point z and the product corrected afterwards:
-    /// x·W ≈ s·(q − z)·W_q·w = s·(q·W_q − z·colsum(W_q))·w.
-    private func perTokenQuantizedMatMul(_ input: String, weight: Tensor, name: String, rank: Int) throws -> String {
-        let k = weight.size(1), n = weight.size(0)
-        let (q, scale) = Quantization.perChannel(weight.mT, axis: 1)          // [in, out]
-        let wq = constantTensor(q, hint: "\(name).int8")
-        let ws = constantTensor(scale, hint: "\(name).scale")
-        let columnSums = Quantization.columnSums(q, rows: k, columns: n)
-        let colsum = constantTensor(TensorProto.float(name: "", dims: [1, Int64(n)], values: columnSums), hint: "\(name).column_sums")
-        let x = emit("Reshape", [input, shapeConstant([-1, k])], type: .float)                      // [M, K]
-        let zero = constant(0, type: .float)
-        let low = emit("Min", [reduce("ReduceMin", x, axes: [1], keepdims: true), zero], type: .float)    // the range holds 0
-        let high = emit("Max", [reduce("ReduceMax", x, axes: [1], keepdims: true), zero], type: .float)
-        // 7-bit activations: x86's u8×s8 multiply-add (vpmaddubsw) saturates pairs of full-range products.
-        let s = emit("Max", [emit("Div", [emit("Sub", [high, low], type: .float), constant(127, type: .float)], type: .float),
-                             constant(1e-12, type: .float)], type: .float)                          // [M, 1]
-        let z = emit("Round", [emit("Div", [emit("Neg", [low], type: .float), s], type: .float)], type: .float)
-        let shifted = emit("Add", [emit("Round", [emit("Div", [x, s], type: .float)], type: .float), z], type: .float)
-        let xq = cast(emit("Clip", [shifted, zero, constant(127, type: .float)], type: .float), to: .uint8)
-        let product = cast(emit("MatMulInteger", [xq, wq], type: .int32), to: .float)                // [M, N]
-        let corrected = emit("Sub", [product, emit("Mul", [z, colsum], type: .float)], type: .float)
-        let y = emit("Mul", [corrected, emit("Mul", [s, ws], type: .float)], type: .float)
-        // Back to the input's leading shape with N columns.
-        let leading = emit("Slice", [emit("Shape", [input], type: .int64), int64s([0]), int64s([Int64(rank - 1)])], type: .int64)
-        let shape = emit("Concat", [leading, int64s([Int64(n)])], [.int("axis", 0)], type: .int64)
-        return emit("Reshape", [y, shape], type: .float)
-    }
-
-    /// int8 rows with one scale per row: Gather both, then scale the gathered rows (the table
-    /// stays int8 in the file, a quarter of its float size).
-    private func quantizedEmbedding(table: Tensor, ids: String) throws -> String {
-        let name = parameterNames[ObjectIdentifier(table)] ?? "embedding.weight"
-        let (q, scale) = Quantization.perChannel(table, axis: 0)
-        let rows = emit("Gather", [constantTensor(q, hint: "\(name).int8"), ids], [.int("axis", 0)], type: .int8)
-        let scales = emit("Gather", [constantTensor(scale, hint: "\(name).scale"), ids], [.int("axis", 0)], type: .float)
-        return emit("Mul", [cast(rows, to: .float), emit("Unsqueeze", [scales, int64s([-1])], type: .float)], type: .float)
-    }
-
-    private func conv(_ op: RecordedOp) throws -> String {
-        let a = op.attributes
-        guard case .ints(let stride)? = a["stride"], case .ints(let padding)? = a["padding"], case .ints(let dilation)? = a["dilation"],
-              case .int(let groups)? = a["groups"] else { throw ExportError("conv2d in \(module) lacks stride/padding/dilation/groups") }
-        let weight = op.inputs[1]
-        var w: String
-        if precision == .int8 {
-            let name = parameterNames[ObjectIdentifier(weight)] ?? "conv.weight"
-            let (q, scale) = Quantization.perChannel(weight, axis: 0)
-            w = emit("DequantizeLinear", [constantTensor(q, hint: "\(name).int8"), constantTensor(scale, hint: "\(name).scale"),
-                                          constantTensor(Quantization.zeroPoints(count: weight.size(0)), hint: "\(name).zero_point")],
-                     [.int("axis", 0)], type: .float)
-        } else {
-            w = try value(weight)
-        }
-        var inputs = [try value(op.inputs[0]), w]
-        if op.inputs.count > 2 { inputs.append(try value(op.inputs[2])) }
-        return emit("Conv", inputs, [.ints("strides", stride.map(Int64.init)), .ints("pads", (padding + padding).map(Int64.init)),
-                                     .ints("dilations", dilation.map(Int64.init)), .int("group", Int64(groups))])
-    }
-
-    /// LayerNormalization in float32 whatever the precision.
-    private func layerNorm(_ op: RecordedOp) throws -> String {
-        guard case .ints(let shape)? = op.attributes["normalized_shape"] else { throw ExportError("layer_norm in \(module) has no normalized_shape") }
-        var eps = 1e-5
-        if case .double(let e)? = op.attributes["eps"] { eps = e }
-        let input = try value(op.inputs[0])
-        var inputs = [toFloat(input)]
-        for t in op.inputs.dropFirst() { inputs.append(floatValue(t)) }
-        let result = emit("LayerNormalization", inputs, [.int("axis", Int64(-shape.count)), .float("epsilon", Float(eps))], type: .float)
-        return fromFloat(result, like: input)
-    }
-
-    /// softmax(q·kᵀ·scale, masked) · v, the mask and softmax in float32.
-    private func attention(_ op: RecordedOp) throws -> String {
-        let q = try value(op.inputs[0]), k = try value(op.inputs[1]), v = try value(op.inputs[2])
-        let d = op.inputs[0].shape.last!
-        var scale = 1 / Double(d).squareRoot()
-        if case .double(let s)? = op.attributes["scale"] { scale = s }
-        let rank = op.inputs[0].shape.count
-        var perm = Array(0..<rank).map(Int64.init)
-        perm.swapAt(rank - 1, rank - 2)
-        let scores = emit("Mul", [emit("MatMul", [q, emit("Transpose", [k], [.ints("perm", perm)])]), constant(scale, type: type(of: q))])
-        var logits = toFloat(scores)
-        let negativeInfinity = constant(-Double.infinity, type: .float)
-        if op.inputs.count > 3 {
-            logits = emit("Where", [try value(op.inputs[3]), logits, negativeInfinity], type: .float)
-        }
-        if case .bool(true)? = op.attributes["is_causal"] {
-            // Lower-triangular mask of the scores' last two (dynamic) sizes.
-            let size = emit("Slice", [emit("Shape", [logits], type: .int64), int64s([Int64(rank - 2)]), int64s([Int64(rank)])], type: .int64)
-            let ones = emit("ConstantOfShape", [size], [.tensor("value", TensorProto(dataType: .bool, dims: [1], rawData: Data([1])))], type: .bool)
-            logits = emit("Where", [emit("Trilu", [ones], [.int("upper", 0)], type: .bool), logits, negativeInfinity], type: .float)
-        }
-        let probabilities = fromFloat(emit("Softmax", [logits], [.int("axis", -1)], type: .float), like: q)
-        return emit("MatMul", [probabilities, v])
-    }
-
-    /// expand: -1 keeps a dimension (ONNX broadcasting does that with 1); the traced batch size
-    /// becomes the batch input's first dimension.
-    private func expand(_ op: RecordedOp) throws -> String {
-        guard case .ints(var shape)? = op.attributes["shape"] else { throw ExportError("expand in \(module) has no shape") }
-        shape = shape.map { $0 == -1 ? 1 : $0 }
-        let input = try value(op.inputs[0])
-        if shape.first == traceBatch, let source = batchSource {
-            let batch = emit("Slice", [emit("Shape", [source], type: .int64), int64s([0]), int64s([1])], type: .int64)
-            let target = emit("Concat", [batch, int64s(shape.dropFirst().map(Int64.init))], [.int("axis", 0)], type: .int64)
-            return emit("Expand", [input, target])
-        }
-        return emit("Expand", [input, shapeConstant(shape)])
-    }
-
-    /// narrow → Slice; a length equal to the traced sequence length follows the input's length.
-    private func narrow(_ op: RecordedOp) throws -> String {
-        guard case .int(let dim)? = op.attributes["dim"], case .int(let start)? = op.attributes["start"], case .int(let length)? = op.attributes["length"] else {
-            throw ExportError("narrow in \(module) lacks dim/start/length")
-        }
-        let input = try value(op.inputs[0])
-        var end = int64s([Int64(start + length)])
-        if let seq = traceSequence, length == seq, let source = sequenceSource {
-            let sequence = emit("Slice", [emit("Shape", [source], type: .int64), int64s([1]), int64s([2])], type: .int64)
-            end = start == 0 ? sequence : emit("Add", [sequence, int64s([Int64(start)])], type: .int64)
-        }
-        return emit("Slice", [input, int64s([Int64(start)]), end, int64s([Int64(dim)])])
-    }
-
-    /// Reduce ops: axes are an attribute before opset 18 (ReduceSum: 13), an input after.
-    private func reduce(_ kind: String, _ input: String, axes: [Int], keepdims: Bool) -> String {
-        let keep = AttributeProto.int("keepdims", keepdims ? 1 : 0)
-        if kind == "ReduceSum" || opset >= 18 {
-            return emit(kind, [input, int64s(axes.map(Int64.init))], [keep], type: types[input])
-        }
-        return emit(kind, [input], [.ints("axes", axes.map(Int64.init)), keep], type: types[input])
-    }
-
     // MARK: values and constants
 
     /// The graph value of a traced tensor: an earlier node's output, a graph input, or an
     /// initializer made from its traced contents.
     func value(_ t: Tensor) throws -> String {
+        if let axis = rowInputs[ObjectIdentifier(t)] { return try rows(of: t, axis: axis) }
+        return try wholeValue(t)
+    }
+
+    /// Every token of a traced tensor (never the pooled rows alone).
+    func wholeValue(_ t: Tensor) throws -> String {
         if let name = values[ObjectIdentifier(t)] { return name }
+        // A value computed for the pooled token only has no whole form: its traced contents
+        // must not be baked in as a constant.
+        guard rowValues[ObjectIdentifier(t)] == nil else {
+            throw ExportError("internal: \(module) reads every token of a value the export computes for the pooled token only")
+        }
         let type: TensorProto.DataType = t.dtype == .float32 || t.dtype == .float64 ? computeType : Self.onnxType(t.dtype)
         let name = materialize(t, key: "", as: type) { t }
         values[ObjectIdentifier(t)] = name
@@ -442,14 +315,14 @@ final class GraphLowering {
     }
 
     /// A float tensor as a float32 initializer (LayerNorm weights in fp16 mode).
-    private func floatValue(_ t: Tensor) -> String {
+    func floatValue(_ t: Tensor) -> String {
         if let name = values[ObjectIdentifier(t)], types[name] == .float { return name }
         if let name = values[ObjectIdentifier(t)], dynamic.contains(ObjectIdentifier(t)) { return toFloat(name) }
         return materialize(t, key: "float32", as: .float) { t }
     }
 
     /// An initializer for (tensor, key), made once; identical contents share one initializer.
-    private func materialize(_ t: Tensor, key: String, as type: TensorProto.DataType? = nil, _ make: () -> Tensor) -> String {
+    func materialize(_ t: Tensor, key: String, as type: TensorProto.DataType? = nil, _ make: () -> Tensor) -> String {
         let cacheKey = "\(ObjectIdentifier(t).hashValue)/\(key)/\(type?.rawValue ?? -1)"
         if let name = derived[cacheKey] { return name }
         var hint = parameterNames[ObjectIdentifier(t)] ?? "const"
@@ -478,31 +351,31 @@ final class GraphLowering {
         return named.name
     }
 
-    private func constant(_ value: Double, type: TensorProto.DataType) -> String {
+    func constant(_ value: Double, type: TensorProto.DataType) -> String {
         constantTensor(Self.scalarProto(value, type: type), hint: "const")
     }
 
-    private func int64s(_ values: [Int64]) -> String {
+    func int64s(_ values: [Int64]) -> String {
         constantTensor(TensorProto.int64(name: "", dims: [Int64(values.count)], values: values), hint: "const")
     }
 
-    private func shapeConstant(_ shape: [Int]) -> String { int64s(shape.map(Int64.init)) }
+    func shapeConstant(_ shape: [Int]) -> String { int64s(shape.map(Int64.init)) }
 
-    private func type(of value: String) -> TensorProto.DataType { types[value] ?? computeType }
+    func type(of value: String) -> TensorProto.DataType { types[value] ?? computeType }
 
-    private func cast(_ value: String, to type: TensorProto.DataType) -> String {
+    func cast(_ value: String, to type: TensorProto.DataType) -> String {
         emit("Cast", [value], [.int("to", Int64(type.rawValue))], type: type)
     }
 
     /// In fp16 mode, float16 values go to float32 for numerically sensitive ops, and back.
-    private func toFloat(_ value: String) -> String { types[value] == .float16 ? cast(value, to: .float) : value }
-    private func fromFloat(_ value: String, like original: String) -> String {
+    func toFloat(_ value: String) -> String { types[value] == .float16 ? cast(value, to: .float) : value }
+    func fromFloat(_ value: String, like original: String) -> String {
         types[original] == .float16 && types[value] == .float ? cast(value, to: .float16) : value
     }
 
     /// Appends a node with one output; its type defaults to the first input's.
     @discardableResult
-    private func emit(_ opType: String, _ inputs: [String], _ attributes: [AttributeProto] = [], type: TensorProto.DataType? = nil) -> String {
+    func emit(_ opType: String, _ inputs: [String], _ attributes: [AttributeProto] = [], type: TensorProto.DataType? = nil) -> String {
         let output = unique("\(opType.lowercased())_out")
         // Nodes are named after the module that ran them: "text_model.encoder.layer.0.output.dense/MatMul".
         nodes.append(NodeProto(opType: opType, inputs: inputs, outputs: [output], name: unique("\(module)/\(opType)"), attributes: attributes))
@@ -510,7 +383,7 @@ final class GraphLowering {
         return output
     }
 
-    private func unique(_ base: String) -> String {
+    func unique(_ base: String) -> String {
         var name = base, n = 1
         while usedNames.contains(name) { n += 1; name = "\(base)_\(n)" }
         usedNames.insert(name)

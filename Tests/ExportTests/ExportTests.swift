@@ -61,14 +61,15 @@ enum ExportFixtures {
 
     /// The first two layers of all-MiniLM-L6-v2 with its real weights: int8 error is only
     /// meaningful on trained weights (random towers' embeddings are mostly noise).
-    static func miniLMLayers(_ n: Int) -> BertModel {
+    static func miniLMLayers(_ n: Int, pooling: TextPooling = .mean) -> BertModel {
         guard case .textEncoder(let source, _) = try! Pretrained.load(miniLM).model else { fatalError("MiniLM is a text encoder") }
         var c = source.config
         c.numHiddenLayers = n
-        let bert = BertModel(c, pooling: .mean, withPooler: false)
+        let bert = BertModel(c, pooling: pooling, withPooler: pooling == .pooler)
         var weights: [String: Tensor] = [:]
         for (name, tensor) in source.stateDict() {
             let kept = name.hasPrefix("embeddings.") || (0..<n).contains { name.hasPrefix("encoder.layer.\($0).") }
+                || (pooling == .pooler && name.hasPrefix("pooler."))
             if kept { weights[name] = tensor }
         }
         try! bert.load(weights)
@@ -80,6 +81,16 @@ enum ExportFixtures {
         Torch.manualSeed(22)
         let model = DualEncoder(kind: .visionTextDualEncoder, vision: vision(), text: miniLMLayers(2), projectionDim: 64)
         let folder = temporaryFolder("export-dual")
+        try! Pretrained.save(model, to: folder, tokenizerFrom: miniLM)
+        return folder
+    }()
+
+    /// VisionTextDualEncoderModel with transformers' BERT pooler (tanh(dense([CLS]))): a post-LN
+    /// tower pooled at one token, with a padding mask.
+    static let dualEncoderPooler: String = {
+        Torch.manualSeed(23)
+        let model = DualEncoder(kind: .visionTextDualEncoder, vision: vision(), text: miniLMLayers(2, pooling: .pooler), projectionDim: 64)
+        let folder = temporaryFolder("export-dual-pooler")
         try! Pretrained.save(model, to: folder, tokenizerFrom: miniLM)
         return folder
     }()
@@ -128,9 +139,10 @@ private struct CheckResult: Decodable {
 @Suite("ONNX export", .serialized)
 struct ExportTests {
     @Test(.enabled(if: hasONNXRuntime, "needs .deps/python with onnx and onnxruntime (Scripts/bootstrap installs them)"),
-          arguments: [("clip", true), ("dual", true), ("student", false)])
+          arguments: [("clip", true), ("dual", true), ("dual-pooler", true), ("student", false)])
     func onnxruntimeMatchesOurForward(kind: String, hasImage: Bool) throws {
-        let checkpoint = kind == "clip" ? ExportFixtures.clip : kind == "dual" ? ExportFixtures.dualEncoder : ExportFixtures.textStudent
+        let checkpoint = ["clip": ExportFixtures.clip, "dual": ExportFixtures.dualEncoder, "dual-pooler": ExportFixtures.dualEncoderPooler,
+                          "student": ExportFixtures.textStudent][kind]!
         let reference = "\(temporaryFolder("export-ref"))/reference.safetensors"
         try writeReference(checkpoint, to: reference)
         let folder = temporaryFolder("export-out")
