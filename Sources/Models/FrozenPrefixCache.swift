@@ -23,8 +23,14 @@ public final class FrozenPrefixCache {
     /// 0 keeps nothing: the prefix is computed the same way every time (the reference).
     public let capacityBytes: Int
 
-    /// Real token ids (with whether the batch had a mask) → states [real tokens, width].
+    /// Real token ids (with whether the batch had a mask) → states [real tokens, width], a view
+    /// into one of the slabs.
     private var rows: [[Int64]: Tensor] = [:]
+    /// Cached states live in large blocks: thousands of small long-lived allocations between the
+    /// step's large short-lived ones fragmented malloc's heap (peak RSS 3.8 GB for a 352 MB
+    /// cache on the default recipe).
+    private var slabs: [Tensor] = []
+    private var slabUsed = 0
     public private(set) var storedBytes = 0
     public private(set) var hits = 0
     public private(set) var misses = 0
@@ -89,7 +95,7 @@ public final class FrozenPrefixCache {
         let subMask = attentionMask?.indexSelect(dim: 0, index: index).narrow(dim: 1, start: 0, length: longest)
         let states = withNoGrad { tower.states(ids: subIds, attentionMask: subMask, throughLayer: layers, rowLengths: repeats.map { lengths[$0] }) }
         return rows.enumerated().map { position, row in
-            states.select(dim: 0, index: position).narrow(dim: 0, start: 0, length: lengths[row]).clone()
+            states.select(dim: 0, index: position).narrow(dim: 0, start: 0, length: lengths[row])
         }
     }
 
@@ -98,11 +104,24 @@ public final class FrozenPrefixCache {
     static let minimumTokenRows = 256
 
     private func store(_ key: [Int64], _ states: Tensor) {
-        let bytes = states.count * states.dtype.byteSize
+        let (tokens, width) = (states.size(0), states.size(1))
+        let slabTokens = max(tokens, min(Self.slabBytes, capacityBytes - storedBytes) / max(1, width * states.dtype.byteSize))
+        let needsSlab = slabs.last.map { $0.dtype != states.dtype || slabUsed + tokens > $0.size(0) } ?? true
+        let bytes = needsSlab ? slabTokens * width * states.dtype.byteSize : 0
         guard storedBytes + bytes <= capacityBytes else { overflowed += 1; return }
-        rows[key] = states
-        storedBytes += bytes
+        if needsSlab {
+            slabs.append(Tensor.empty([slabTokens, width], dtype: states.dtype, device: states.device))
+            slabUsed = 0
+            storedBytes += bytes
+        }
+        let slot = slabs[slabs.count - 1].narrow(dim: 0, start: slabUsed, length: tokens)
+        slot.copy_(states)
+        slabUsed += tokens
+        rows[key] = slot
     }
+
+    /// Size of one block of cached states.
+    static let slabBytes = 16 << 20
 
     /// Each row's key: its real token ids, then 1 if the batch had a mask (0 if not); nil when a
     /// mask is not a run of ones followed by zeros.
