@@ -106,8 +106,9 @@ public final class BertLayer: Module {
     }
 }
 
-public final class BertEncoder: Module {
+public final class BertEncoder: Module, CheckpointableLayers {
     public let layer: [BertLayer]
+    public var gradientCheckpointing = false
     init(_ c: BertConfig) { layer = (0..<c.numHiddenLayers).map { _ in BertLayer(c) } }
 }
 
@@ -150,7 +151,9 @@ public final class BertModel: Module, TextTower {
 
     public func lastHiddenState(ids: Tensor, attentionMask: Tensor?) -> Tensor {
         let device = device, keep = attentionMask?.on(device)
-        return encoder.layer.reduce(embeddings(ids.on(device))) { h, layer in layer(h, keep: keep) }
+        return encoder.layer.reduce(embeddings(ids.on(device))) { h, layer in
+            layer.checkpointed(h, if: encoder.gradientCheckpointing) { layer($0, keep: keep) }
+        }
     }
 
     public func pooled(ids: Tensor, attentionMask: Tensor?) -> Tensor {

@@ -21,8 +21,9 @@ public protocol TextTower: Module {
 }
 
 /// The transformer encoder stack shared by CLIP's towers (`encoder.layers.N`).
-public final class CLIPEncoder: Module {
+public final class CLIPEncoder: Module, CheckpointableLayers {
     public let layers: [TransformerEncoderLayer]
+    public var gradientCheckpointing = false
 
     init(hidden: Int, heads: Int, intermediate: Int, layers count: Int, activation: Activation, eps: Double, attentionDropout: Double) {
         layers = (0..<count).map { _ in
@@ -32,7 +33,7 @@ public final class CLIPEncoder: Module {
     }
 
     func callAsFunction(_ x: Tensor, mask: AttentionMask = .none) -> Tensor {
-        layers.reduce(x) { h, layer in layer(h, mask: mask) }
+        layers.reduce(x) { h, layer in layer.checkpointed(h, if: gradientCheckpointing) { layer($0, mask: mask) } }
     }
 }
 

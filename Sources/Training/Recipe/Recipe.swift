@@ -126,6 +126,9 @@ extension Recipe {
         public var lockVision = TowerLock()
         /// Which text layers train.
         public var lockText = TowerLock()
+        /// Recompute each transformer layer's activations in backward instead of keeping them
+        /// (both towers): much less activation memory for one more forward pass of what trains.
+        public var gradientCheckpointing = false
 
         public init() {}
     }

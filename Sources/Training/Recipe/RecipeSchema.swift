@@ -133,6 +133,7 @@ extension Recipe.ModelSection: RecipeCoding {
         coder.field("logit_scale_init", &logitScaleInit, help: "Initial log of the logit scale (2.6592 = ln(1/0.07), CLIP's).")
         coder.section("lock_vision", &lockVision, help: "Which image-tower layers train (LiT).")
         coder.section("lock_text", &lockText, help: "Which text-tower layers train.")
+        coder.field("gradient_checkpointing", &gradientCheckpointing, help: "Recompute each transformer layer's activations during backward instead of keeping them from the forward pass, in both towers (torch.utils.checkpoint per layer; dropout draws the same masks): far less activation memory for about one more forward pass of the trained layers. Locked layers are not recomputed.")
         guard coder.isDecoding else { return }
 
         if checkpoint != nil {
