@@ -26,11 +26,13 @@ struct GradientCheckpointingTrainingTests {
         #expect(Recipe.reference().contains("gradient_checkpointing"))
     }
 
+    /// The run builds its towers with checkpointing on, and its summary says so.
     @Test func theBuiltModelCheckpointsItsLayers() throws {
         let recipe = try tinyRecipe(temporaryFolder(), name: "flag", steps: 2, extra: ["model.gradient_checkpointing=true"])
-        let model = try RunBuilder.contrastive(recipe, resolved: nil).model
-        let stacks = model.namedModules().compactMap { $0.module as? any CheckpointableLayers }
+        let setup = try RunBuilder.contrastive(recipe, resolved: nil)
+        let stacks = setup.model.namedModules().compactMap { $0.module as? any CheckpointableLayers }
         #expect(stacks.count == 2 && stacks.allSatisfy(\.gradientCheckpointing))
+        #expect(RunSummary.lines(recipe, setup).contains { $0.contains("gradient checkpointing") })
     }
 
     /// The estimate before the first step counts the recomputation, and running out of memory
