@@ -9,7 +9,8 @@ stderr. Run with the reference venv, e.g.
 
 Subcommands: make-model, train-step, matmul-peak, embed, onnx-export, onnx-latency.
 train-step and embed take --device (cpu, cuda, cuda:N); train-step takes --bf16 (autocast
-bfloat16) or --fp16 (autocast float16 with torch.amp.GradScaler), as `bench train-step` does.
+bfloat16) or --fp16 (autocast float16 with torch.amp.GradScaler), --batch (the fixed batch
+tiled) and --gradient-checkpointing, as `bench train-step` does.
 Presets: S and T (both towers the same size, 64 px) and B32 (ViT-B/32-sized, for GPUs).
 """
 
@@ -265,7 +266,11 @@ def cmd_train_step(a):
     device = torch.device(a.device)
     model = load_model(a.model, a.attn).to(device)
     model.train()  # dropout is 0 in the config, so train == eval numerically
+    if a.gradient_checkpointing:  # torch.utils.checkpoint per encoder layer, reentrant as ours
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
     batch = load_batch(a.model, device)
+    if a.batch is not None:  # the fixed batch tiled, as `bench train-step --batch`
+        batch = {k: tile_rows(v, a.batch) for k, v in batch.items()}
     B, L = batch["input_ids"].shape
     opt = torch.optim.AdamW(param_groups(model), lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
     dtype = autocast_dtype(a)
@@ -319,6 +324,7 @@ def cmd_train_step(a):
         "threads": torch.get_num_threads(),
         "attn": model.config._attn_implementation,
         "bf16": a.bf16,
+        "gradient_checkpointing": a.gradient_checkpointing,
         "batch": B,
         "seq": L,
         "flops_per_step": flops["train_step"],
@@ -531,6 +537,8 @@ def main():
     s.add_argument("--bf16", action="store_true", help="forward+loss under autocast bfloat16")
     s.add_argument("--fp16", action="store_true", help="forward+loss under autocast float16, with torch.amp.GradScaler")
     s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    s.add_argument("--batch", type=int, default=None, help="samples per step: the fixed batch tiled (default: as stored)")
+    s.add_argument("--gradient-checkpointing", action="store_true", help="recompute each encoder layer in backward")
     s.set_defaults(fn=cmd_train_step)
 
     s = sub.add_parser("matmul-peak", help="torch.mm GFLOP/s, fp32 and bf16")

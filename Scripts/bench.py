@@ -127,13 +127,13 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--python", required=True)
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--only", nargs="*", default=None, help="train, bf16, embed, onnx, tokenize, data, bridge, allreduce, ddp, wait")
+    p.add_argument("--only", nargs="*", default=None, help="train, bf16, checkpointing, embed, onnx, tokenize, data, bridge, allreduce, ddp, wait")
     a = p.parse_args()
     ref = [a.python, ROOT / "Benchmarks" / "model_reference.py"]
     want = lambda k: a.only is None or k in a.only
     report = Report()
     models = OUT / "models"
-    for preset in ["S", "T"] if any(want(k) for k in ["train", "bf16", "embed", "onnx", "tokenize", "ddp"]) else []:
+    for preset in ["S", "T"] if any(want(k) for k in ["train", "bf16", "checkpointing", "embed", "onnx", "tokenize", "ddp"]) else []:
         if not (models / preset / "batch.safetensors").exists():
             run_json(ref + ["make-model", "--preset", preset, "--out", models / preset])
 
@@ -170,6 +170,30 @@ def main():
         note = "" if preset == "S" else f"run on (T): this CPU has no native bf16 matmul ({peak['bf16_ours']:.2g} vs {peak['ours']:.3g} GFLOP/s fp32)"
         report.add(f"bf16 step speed-up over fp32 ({preset})", f * 1e3, o * 1e3, "ms/step (fp32 vs bf16)", f / o, ">=2", note)
         report.add(f"bf16 step vs PyTorch autocast ({preset})", o * 1e3, t * 1e3, "ms/step", o / t, "<=0.95", note)
+
+    if want("checkpointing"):
+        # model.gradient_checkpointing on (S) at batch 256 (the fixed batch tiled): ours with vs ours
+        # without, for the issue's goal (half the memory for at most 1.35x the time); PyTorch's own
+        # ratios (transformers' gradient_checkpointing_enable, reentrant) in the note.
+        m = models / "S"
+        args = ["--model", m, "--batch", "256", "--warmup", "1", "--steps", "3", "--threads", THREADS]
+        on, off, t_on, t_off = alternate([BENCH, "train-step"] + args + ["--gradient-checkpointing"], [BENCH, "train-step"] + args,
+                                         ref + ["train-step"] + args + ["--gradient-checkpointing"], ref + ["train-step"] + args,
+                                         rounds=a.rounds)
+        ro, rf = max(r["peak_rss_mb"] for r in on), max(r["peak_rss_mb"] for r in off)
+        to, tf = med(on, "median_s"), med(off, "median_s")
+        pr = max(r["peak_rss_mb"] for r in t_on) / max(r["peak_rss_mb"] for r in t_off)
+        pt = med(t_on, "median_s") / med(t_off, "median_s")
+        # glibc keeps freed heap blocks mapped; with a fixed mmap threshold every large tensor is
+        # returned on free and the peak RSS follows the live tensors: how much of the peak is that.
+        fixed = ["env", "MALLOC_MMAP_THRESHOLD_=65536", BENCH, "train-step"] + args[:-4] + ["--steps", "1", "--threads", THREADS]
+        m_on, m_off = alternate(fixed + ["--gradient-checkpointing"], fixed, rounds=1)
+        lo, lf = m_on[0]["peak_rss_mb"], m_off[0]["peak_rss_mb"]
+        loss = f"first loss {on[0]['loss_first']:.6f} vs {off[0]['loss_first']:.6f}"
+        report.add("gradient checkpointing: peak RSS, train step (S, batch 256)", ro, rf, "MB (on vs off)", ro / rf, "<=0.5",
+                   f"MALLOC_MMAP_THRESHOLD_=65536: {lo:.0f} vs {lf:.0f} MB ({lo / lf:.3f}); PyTorch: {pr:.3f}; {loss}")
+        report.add("gradient checkpointing: step time (S, batch 256)", to * 1e3, tf * 1e3, "ms/step (on vs off)", to / tf, "<=1.35",
+                   f"PyTorch: {pt:.3f}")
 
     if want("embed"):
         for tower in ["image", "text"]:

@@ -104,8 +104,9 @@ public final class BertLayer: Module {
     }
 }
 
-public final class BertEncoder: Module {
+public final class BertEncoder: Module, CheckpointableLayers {
     public let layer: [BertLayer]
+    public var gradientCheckpointing = false
     init(_ c: BertConfig) { layer = (0..<c.numHiddenLayers).map { _ in BertLayer(c) } }
 }
 
@@ -181,6 +182,6 @@ public final class BertModel: Module, TextTower {
         guard !range.isEmpty else { return x }
         var mask = AttentionMask(keyPadding: attentionMask?.on(device)).prepared(tokens: x.size(1), device: device)   // once, not per layer
         mask.rowLengths = rowLengths
-        return encoder.layer[range].reduce(x) { h, layer in layer(h, mask: mask) }
+        return encoder.layer[range].reduce(x) { h, layer in layer.checkpointed(h, if: encoder.gradientCheckpointing) { layer($0, mask: mask) } }
     }
 }

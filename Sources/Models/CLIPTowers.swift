@@ -30,8 +30,9 @@ public protocol TextTower: Module {
 }
 
 /// The transformer encoder stack shared by CLIP's towers (`encoder.layers.N`).
-public final class CLIPEncoder: Module {
+public final class CLIPEncoder: Module, CheckpointableLayers {
     public let layers: [TransformerEncoderLayer]
+    public var gradientCheckpointing = false
 
     init(hidden: Int, heads: Int, intermediate: Int, layers count: Int, activation: Activation, eps: Double, attentionDropout: Double) {
         layers = (0..<count).map { _ in
@@ -46,7 +47,7 @@ public final class CLIPEncoder: Module {
     func callAsFunction(_ x: Tensor, mask: AttentionMask, layers range: Range<Int>) -> Tensor {
         guard !range.isEmpty else { return x }
         let mask = mask.prepared(tokens: x.size(1), device: x.device)   // once, not per layer
-        return layers[range].reduce(x) { h, layer in layer(h, mask: mask) }
+        return layers[range].reduce(x) { h, layer in layer.checkpointed(h, if: gradientCheckpointing) { layer($0, mask: mask) } }
     }
 }
 

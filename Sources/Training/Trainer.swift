@@ -295,7 +295,7 @@ public final class Trainer {
             return try withTorchErrors { try optimizerStep(micro) }
         } catch let error as TorchError {
             throw StepFailure.explain(error, step: state.globalStep, batchSize: micro.first?.count ?? 0, microBatches: micro.count,
-                                      device: setup.device, precision: setup.precision)
+                                      device: setup.device, precision: setup.precision, gradientCheckpointing: setup.model.checkpointsLayers)
         }
     }
 

@@ -37,6 +37,16 @@ struct BenchModel {
         }
         (self.pixels, self.ids, self.mask) = (pixels.on(device), ids.on(device), mask.on(device))
     }
+
+    /// The fixed batch tiled (or cut) to `size` rows; as stored when nil.
+    func batch(_ size: Int?) -> (pixels: Tensor, ids: Tensor, mask: Tensor) {
+        guard let size else { return (pixels, ids, mask) }
+        func tile(_ t: Tensor) -> Tensor {
+            let copies = (size + t.size(0) - 1) / t.size(0)
+            return Tensor.cat(Array(repeating: t, count: copies)).narrow(dim: 0, start: 0, length: size).contiguous()
+        }
+        return (tile(pixels), tile(ids), tile(mask))
+    }
 }
 
 /// Seconds of each timed call after `warmup` untimed ones. Each call ends by reading a value
@@ -61,9 +71,12 @@ struct TrainStep: ParsableCommand {
     @Flag(help: "bf16 autocast for forward and loss.") var bf16 = false
     @Flag(help: "fp16 autocast for forward and loss, with dynamic loss scaling (Optim.GradScaler, torch.amp.GradScaler's).") var fp16 = false
     @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
+    @Option(help: "Samples per step: the fixed batch tiled (default: as stored).") var batch: Int?
+    @Flag(help: "Recompute each transformer layer's activations in backward (model.gradient_checkpointing).") var gradientCheckpointing = false
 
     func validate() throws {
         guard !(bf16 && fp16) else { throw ValidationError("--bf16 and --fp16 exclude each other") }
+        if let batch, batch < 1 { throw ValidationError("--batch must be at least 1") }
     }
 
     func run() throws {
@@ -71,6 +84,8 @@ struct TrainStep: ParsableCommand {
         let m = try BenchModel(model, device: device)
         let place = m.model.device
         m.model.train()
+        m.model.setGradientCheckpointing(gradientCheckpointing)
+        let (pixels, ids, mask) = m.batch(batch)
         // open_clip's groups and the reference side's AdamW settings.
         let optimizer = AdamW(groups: ParameterGroup.standard(m.model, learningRate: 1e-4, weightDecay: 0.1), betas: (0.9, 0.98), eps: 1e-6)
         // torch.amp.GradScaler's defaults (scale 2^16, growth every 2,000 good steps), as the reference side.
@@ -85,7 +100,7 @@ struct TrainStep: ParsableCommand {
         let times = timed(warmup: warmup, repetitions: steps) {
             optimizer.zeroGrad()
             let forward = {
-                clipLoss(imageFeatures: m.model.imageFeatures(m.pixels), textFeatures: m.model.textFeatures(ids: m.ids, attentionMask: m.mask),
+                clipLoss(imageFeatures: m.model.imageFeatures(pixels), textFeatures: m.model.textFeatures(ids: ids, attentionMask: mask),
                          logitScale: m.model.logitScale)
             }
             let loss = autocast.map { withAutocast($0, device: place, forward) } ?? forward()
@@ -102,7 +117,8 @@ struct TrainStep: ParsableCommand {
         }
         var result: [String: Any] = ["median_s": median(times), "min_s": times.min()!, "steps_s": times, "device": device,
                                      "loss_first": losses.first!, "loss_last": losses.last!, "peak_rss_mb": peakRSSMegabytes(),
-                                     "threads": Torch.threadCount, "bf16": bf16, "fp16": fp16,
+                                     "threads": Torch.threadCount, "bf16": bf16, "fp16": fp16, "batch": pixels.size(0),
+                                     "gradient_checkpointing": gradientCheckpointing,
                                      "optimizer_step_median_s": median(Array(stepSeconds.suffix(steps)))]
         if let scaler { result["loss_scale"] = scaler.currentScale; result["skipped_steps"] = skipped }
         if let stats = Torch.memoryStats(place) { result["peak_device_memory_mb"] = Double(stats.peakAllocated) / 1_048_576 }
@@ -125,11 +141,7 @@ struct EmbedThroughput: ParsableCommand {
         Torch.threadCount = threads
         let m = try BenchModel(model, device: device)
         m.model.eval()
-        func tile(_ t: Tensor) -> Tensor {
-            let copies = (batch + t.size(0) - 1) / t.size(0)
-            return Tensor.cat(Array(repeating: t, count: copies)).narrow(dim: 0, start: 0, length: batch).contiguous()
-        }
-        let pixels = tile(m.pixels), ids = tile(m.ids), mask = tile(m.mask)
+        let (pixels, ids, mask) = m.batch(batch)
         let times = timed(warmup: warmup, repetitions: reps) {
             withInferenceMode {
                 let out = tower == "image" ? m.model.imageFeatures(pixels) : m.model.textFeatures(ids: ids, attentionMask: mask)

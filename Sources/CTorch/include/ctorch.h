@@ -371,6 +371,20 @@ ct_status ct_autocast_increment_nesting(int64_t *out);
 ct_status ct_autocast_decrement_nesting(int64_t *out);
 ct_status ct_autocast_clear_cache(void);
 
+// ---- gradient checkpointing (checkpoint.cpp) -----------------------------------------------
+/// A block that ct_checkpoint runs: `inputs` (new handles the block takes over and frees) → one
+/// tensor written to *out as a new handle (the bridge takes it over). On failure it returns a
+/// ct_error_kind and may set *message to a malloc'd string (the bridge frees it); the bridge turns
+/// that into its own failure, so nothing unwinds through the block's frames.
+typedef ct_status (*ct_checkpoint_block)(void *context, const ct_tensor *inputs, int64_t n, ct_tensor *out, char **message);
+/// torch.utils.checkpoint (reentrant): runs `run` under no-grad keeping only `inputs` (with the
+/// RNG and autocast states), and runs it again in backward to backpropagate through it. Pass the
+/// block's trainable parameters as `parameters` (they receive .grad from the recomputation); the
+/// block may read other tensors only as constants. `release(context)` runs exactly once, when the
+/// result no longer needs the block (or at once when this call fails).
+ct_status ct_checkpoint(ct_checkpoint_block run, void *context, void (*release)(void *context), const ct_tensor *inputs,
+                        int64_t input_count, const ct_tensor *parameters, int64_t parameter_count, ct_tensor *out);
+
 #ifdef __cplusplus
 }
 #endif

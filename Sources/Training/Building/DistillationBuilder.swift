@@ -54,6 +54,7 @@ extension RunBuilder {
                 warnings.append("the student's embeddings (\(student.width)) are not in the teacher's space (\(teacher.embeddingDim)); the learned projection is used in training only, so the saved student's embeddings will not be comparable to the teacher's")
             }
             if section.studentInit == .teacherLayers { try initialiseFromTeacherLayers(student, teacher: teacher) }
+            student.setGradientCheckpointing(recipe.model.gradientCheckpointing)
             if student.parameterCount > teacher.parameterCount {
                 warnings.append("the student (\(student.parameterCount) parameters) is larger than the teacher (\(teacher.parameterCount))")
             }

@@ -23,6 +23,7 @@ public enum ModelBuilder {
             try checkImageSize(recipe, tower: model.visionModel, preprocessing.size)
             lock(model.visionModel, unlockedLayers: section.lockVision.unlockedLayers)
             lock(model.textModel, unlockedLayers: section.lockText.unlockedLayers)
+            model.setGradientCheckpointing(section.gradientCheckpointing)
             return (model, try checkpoint.tokenizer(), path, preprocessing)
         }
         let vision: any ImageTower
@@ -39,6 +40,7 @@ public enum ModelBuilder {
                                 logitScaleInit: section.logitScaleInit)
         lock(model.visionModel, unlockedLayers: section.lockVision.unlockedLayers)
         lock(model.textModel, unlockedLayers: section.lockText.unlockedLayers)
+        model.setGradientCheckpointing(section.gradientCheckpointing)
         let size = recipe.data.imageSize ?? (vision as? CLIPVisionTransformer)?.config.imageSize ?? 224
         try checkImageSize(recipe, tower: vision, size)
         return (model, tokenizer, tokenizerFolder, ImagePreprocessing(size: size))

@@ -22,6 +22,7 @@ public enum RunSummary {
             sizes += " (image tower \(millions(encoder.visionModel.parameterCount)), text tower \(millions(encoder.textModel.parameterCount)))"
         }
         if let heads = setup.objective.trainingHeads { sizes += "; training heads \(millions(heads.parameterCount))" }
+        if setup.model.checkpointsLayers { sizes += "; gradient checkpointing (each trained layer recomputed in backward)" }
         lines.append(sizes)
         let batch = recipe.data.batchSize, accumulation = recipe.optimizer.accumulationSteps
         if let cost = StepCost.estimate(setup.model, samplesPerStep: batch * accumulation) {

@@ -8,7 +8,9 @@ import Torch
 /// (`image_size: 2048` on a small machine took minutes a step with no output). Transformer
 /// arithmetic: per layer and token 2·(4d² + 2dm) FLOPs for the projections and MLP plus 4·T·d
 /// for attention; a backward pass doubles a trained part's forward; activations kept for the
-/// backward pass ≈ 4 bytes × T × (10d + 2m) + 8 bytes × heads × T² per trained layer.
+/// backward pass ≈ 4 bytes × T × (10d + 2m) + 8 bytes × heads × T² per trained layer; with
+/// gradient checkpointing, 4 bytes × T × d per trained layer (its input) plus one layer's worth,
+/// for one more forward pass of the trained layers.
 public struct StepCost: Sendable {
     /// Floating-point operations of one optimizer step (forward and backward).
     public var flops: Double
@@ -47,9 +49,11 @@ public struct StepCost: Sendable {
         let perLayerForward = 2 * t * (4 * d * d + 2 * d * m) + 4 * t * t * d
         let trainedShare = tower.parameterCount == 0 ? 0 : Double(tower.trainableParameterCount) / Double(tower.parameterCount)
         let forward = n * (Double(layers) * perLayerForward + extraForwardFlops)
-        flops += forward * (1 + 2 * trainedShare)
+        let recomputed = tower.checkpointsLayers ? trainedShare : 0
+        flops += forward * (1 + 2 * trainedShare + recomputed)
         let perLayerActivations = 4 * t * (10 * d + 2 * m) + 8 * Double(heads) * t * t
-        bytes += n * Double(layers) * trainedShare * perLayerActivations
+        let trainedLayers = Double(layers) * trainedShare
+        bytes += n * (recomputed > 0 ? trainedLayers * 4 * t * d + perLayerActivations : trainedLayers * perLayerActivations)
     }
 
     /// The device's matmul speed (on the CPU at the current thread count), from a short probe
@@ -92,7 +96,7 @@ public struct StepCost: Sendable {
         if let availableBytes {
             line += String(format: " (%.1f GB available)", availableBytes / 1e9)
             if bytes > 0.9 * availableBytes {
-                warnings.append(String(format: "warning: a step needs about %.1f GB but %.1f GB are available; lower data.batch_size (optimizer.accumulation_steps keeps the global batch), the image size, or lock more layers", bytes / 1e9, availableBytes / 1e9))
+                warnings.append(String(format: "warning: a step needs about %.1f GB but %.1f GB are available; lower data.batch_size (optimizer.accumulation_steps keeps the global batch), the image size, or lock more layers, or set model.gradient_checkpointing", bytes / 1e9, availableBytes / 1e9))
             }
         }
         return (line, warnings)
