@@ -59,11 +59,14 @@ struct FrozenLayerCacheTests {
         var config = BertConfig()
         config.vocabSize = 50; config.hiddenSize = 32; config.numHiddenLayers = 3; config.numAttentionHeads = 4
         config.intermediateSize = 64; config.maxPositionEmbeddings = 16
+        // No dropout in the trained layer: suites run in parallel and share the default RNG.
+        config.hiddenDropoutProb = 0; config.attentionProbsDropoutProb = 0
         let bert = BertModel(config, pooling: .mean, withPooler: false)
         ModelBuilder.lock(bert, unlockedLayers: 1)
         #expect(FrozenLayerCaching.lockedPrefixLayers(bert) == 2)
         bert.train()
         #expect(!bert.encoder.layer[1].isTraining && !bert.embeddings.dropout.isTraining, "locked layers run without dropout")
+        #expect(bert.encoder.layer[2].output.dropout.isTraining, "the trained layer keeps its training mode")
         #expect(bert.encoder.layer[2].isTraining && bert.isTraining)
         try Self.expectCachedEqualsUncached(bert, lockedLayers: 2, batches: Self.batches(vocabulary: 50, seed: 11).map { ($0.ids, $0.mask) })
     }
@@ -72,7 +75,7 @@ struct FrozenLayerCacheTests {
         Torch.manualSeed(2)
         var config = CLIPTextConfig()
         config.vocabSize = 60; config.hiddenSize = 32; config.numHiddenLayers = 3; config.numAttentionHeads = 2
-        config.intermediateSize = 64; config.maxPositionEmbeddings = 16; config.attentionDropout = 0.2
+        config.intermediateSize = 64; config.maxPositionEmbeddings = 16
         let text = CLIPTextTransformer(config)
         ModelBuilder.lock(text, unlockedLayers: 2)
         #expect(FrozenLayerCaching.lockedPrefixLayers(text) == 1)
@@ -122,13 +125,15 @@ struct FrozenLayerCacheTests {
         let cachedRecipe = try tinyRecipe(runs, name: "cached", steps: 8, extra: locked)
         let cachedSetup = try RunBuilder.contrastive(cachedRecipe, resolved: nil)
         #expect(cachedSetup.notes.contains { $0.hasPrefix("frozen-layer cache: the text tower's embeddings and layers 0–1 are locked") }, "\(cachedSetup.notes)")
-        try Trainer(cachedSetup, resume: false).run()
-        let cache = try #require((cachedSetup.model as? DualEncoder)?.textPrefixCache)
-        #expect(cache.hits > 0, "\(cache.summary)")
-
         let plainSetup = try RunBuilder.contrastive(try tinyRecipe(runs, name: "plain", steps: 8, extra: locked + ["model.frozen_layer_cache_mb=0"]), resolved: nil)
         #expect(plainSetup.notes.contains { $0.hasPrefix("frozen-layer cache: off (model.frozen_layer_cache_mb is 0)") }, "\(plainSetup.notes)")
         #expect((plainSetup.model as? DualEncoder)?.textPrefixCache?.capacityBytes == 0)
+        // The same start (suites run in parallel and share the default RNG that initialises models).
+        try plainSetup.model.load(Dictionary(uniqueKeysWithValues: cachedSetup.model.stateDict().map { ($0.name, $0.tensor.clone()) }))
+
+        try Trainer(cachedSetup, resume: false).run()
+        let cache = try #require((cachedSetup.model as? DualEncoder)?.textPrefixCache)
+        #expect(cache.hits > 0, "\(cache.summary)")
         try Trainer(plainSetup, resume: false).run()
 
         let timing: Set<String> = ["samples_per_second", "data_time", "data_wait_fraction", "peak_host_memory_gib"]
