@@ -180,8 +180,9 @@ public final class BertModel: Module, TextTower {
     /// Encoder layers `range` over `x`.
     func layers(_ range: Range<Int>, _ x: Tensor, attentionMask: Tensor?, rowLengths: [Int]? = nil) -> Tensor {
         guard !range.isEmpty else { return x }
-        var mask = AttentionMask(keyPadding: attentionMask?.on(device)).prepared(tokens: x.size(1), device: device)   // once, not per layer
-        mask.rowLengths = rowLengths
+        var mask = AttentionMask(keyPadding: attentionMask?.on(device))
+        mask.rowLengths = rowLengths   // row at a time: no batched sdpa mask to build
+        mask = mask.prepared(tokens: x.size(1), device: device)   // once, not per layer
         return encoder.layer[range].reduce(x) { h, layer in layer.checkpointed(h, if: encoder.gradientCheckpointing) { layer($0, mask: mask) } }
     }
 }

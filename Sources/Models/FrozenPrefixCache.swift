@@ -55,8 +55,7 @@ public final class FrozenPrefixCache {
         }
         var found: [Tensor?] = keys.map { rows[$0] }
         hits += found.count { $0 != nil }
-        // Each missing caption once, in batch order (the first epoch computes whole batches as
-        // the uncached forward does).
+        // Each missing caption once, in batch order.
         var firstRow: [[Int64]: Int] = [:]
         let missing = keys.indices.filter { found[$0] == nil && firstRow.updateValue($0, forKey: keys[$0]) == nil }
         if !missing.isEmpty {
@@ -73,7 +72,7 @@ public final class FrozenPrefixCache {
         return tower.pooled(states: states, afterLayer: layers, ids: ids, attentionMask: attentionMask)
     }
 
-    /// "the text tower's embeddings and layers 0–4: 1,234 captions, 45.6 MB, 92% of lookups hit".
+    /// "1234 captions, 45.6 MB, 92% of lookups hit".
     public var summary: String {
         if capacityBytes == 0 { return "nothing (model.frozen_layer_cache_mb is 0: the locked prefix runs every step)" }
         let looked = hits + misses

@@ -26,6 +26,18 @@ struct FrozenLayerCacheTests {
         }
     }
 
+    /// A small BERT with the given sizes, its last layer trainable and the rest locked.
+    static func lockedBert(hidden: Int, layers: Int, vocabulary: Int, heads: Int = 2, positions: Int = 16, pooling: TextPooling = .mean) -> BertModel {
+        var config = BertConfig()
+        config.vocabSize = vocabulary; config.hiddenSize = hidden; config.numHiddenLayers = layers; config.numAttentionHeads = heads
+        config.intermediateSize = 2 * hidden; config.maxPositionEmbeddings = positions
+        // No dropout in the trained layer: suites run in parallel and share the default RNG.
+        config.hiddenDropoutProb = 0; config.attentionProbsDropoutProb = 0
+        let bert = BertModel(config, pooling: pooling, withPooler: false)
+        ModelBuilder.lock(bert, unlockedLayers: 1)
+        return bert
+    }
+
     /// The pooled output and the gradients of every trained parameter, for one batch.
     static func step(_ tower: any TextTower, _ pooled: () -> Tensor) -> [Tensor] {
         tower.namedParameters().forEach { $0.tensor.grad = nil }
@@ -56,13 +68,7 @@ struct FrozenLayerCacheTests {
 
     @Test func bertWithALockedPrefixMatchesBitForBit() throws {
         Torch.manualSeed(1)
-        var config = BertConfig()
-        config.vocabSize = 50; config.hiddenSize = 32; config.numHiddenLayers = 3; config.numAttentionHeads = 4
-        config.intermediateSize = 64; config.maxPositionEmbeddings = 16
-        // No dropout in the trained layer: suites run in parallel and share the default RNG.
-        config.hiddenDropoutProb = 0; config.attentionProbsDropoutProb = 0
-        let bert = BertModel(config, pooling: .mean, withPooler: false)
-        ModelBuilder.lock(bert, unlockedLayers: 1)
+        let bert = Self.lockedBert(hidden: 32, layers: 3, vocabulary: 50, heads: 4)
         #expect(FrozenLayerCaching.lockedPrefixLayers(bert) == 2)
         bert.train()
         #expect(!bert.encoder.layer[1].isTraining && !bert.embeddings.dropout.isTraining, "locked layers run without dropout")
@@ -87,11 +93,7 @@ struct FrozenLayerCacheTests {
 
     @Test func aFullCacheStaysExactAndSaysSo() throws {
         Torch.manualSeed(3)
-        var config = BertConfig()
-        config.vocabSize = 50; config.hiddenSize = 16; config.numHiddenLayers = 2; config.numAttentionHeads = 2
-        config.intermediateSize = 32; config.maxPositionEmbeddings = 16
-        let bert = BertModel(config, pooling: .cls, withPooler: false)
-        ModelBuilder.lock(bert, unlockedLayers: 1)
+        let bert = Self.lockedBert(hidden: 16, layers: 2, vocabulary: 50, pooling: .cls)
         let cache = FrozenPrefixCache(tower: bert, layers: 1, capacityBytes: 3 * 11 * 16 * 4)   // room for about three captions
         bert.eval()
         let uncached = FrozenPrefixCache(tower: bert, layers: 1, capacityBytes: 0)
@@ -104,11 +106,7 @@ struct FrozenLayerCacheTests {
 
     @Test func aMaskWithHolesIsComputedPlainly() throws {
         Torch.manualSeed(4)
-        var config = BertConfig()
-        config.vocabSize = 30; config.hiddenSize = 16; config.numHiddenLayers = 2; config.numAttentionHeads = 2
-        config.intermediateSize = 32; config.maxPositionEmbeddings = 8
-        let bert = BertModel(config, pooling: .mean, withPooler: false)
-        ModelBuilder.lock(bert, unlockedLayers: 1)
+        let bert = Self.lockedBert(hidden: 16, layers: 2, vocabulary: 30, positions: 8)
         bert.eval()
         let cache = FrozenPrefixCache(tower: bert, layers: 1, capacityBytes: 1 << 20)
         let ids = Tensor([Int64](arrayLiteral: 2, 5, 7, 9, 2, 6, 0, 0), shape: [2, 4])
