@@ -73,6 +73,7 @@ struct TrainStep: ParsableCommand {
     @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
     @Option(help: "Samples per step: the fixed batch tiled (default: as stored).") var batch: Int?
     @Flag(help: "Recompute each transformer layer's activations in backward (model.gradient_checkpointing).") var gradientCheckpointing = false
+    @Flag(help: "libtorch's default CPU allocator (malloc) instead of the caching one training uses.") var mallocAllocator = false
 
     func validate() throws {
         guard !(bf16 && fp16) else { throw ValidationError("--bf16 and --fp16 exclude each other") }
@@ -81,6 +82,7 @@ struct TrainStep: ParsableCommand {
 
     func run() throws {
         Torch.threadCount = threads
+        try HostAllocator.use(mallocAllocator ? .malloc : .caching)
         let m = try BenchModel(model, device: device)
         let place = m.model.device
         m.model.train()
@@ -96,6 +98,10 @@ struct TrainStep: ParsableCommand {
         // The optimizer's share (scaler step included): host time, so on a GPU only the launches
         // (no extra synchronisation, which would change the step being measured).
         var stepSeconds: [Double] = []
+        // What no step can shrink: the process with model and batch loaded, plus the weights'
+        // gradients and AdamW's two moments (the floor under gradient checkpointing's saving).
+        let loadedRSS = peakRSSMegabytes()
+        let parameterMB = Double(m.model.parameters().reduce(0) { $0 + $1.count * $1.dtype.byteSize }) / 1_048_576
         Torch.resetPeakMemoryStats(place)
         let times = timed(warmup: warmup, repetitions: steps) {
             optimizer.zeroGrad()
@@ -119,8 +125,13 @@ struct TrainStep: ParsableCommand {
                                      "loss_first": losses.first!, "loss_last": losses.last!, "peak_rss_mb": peakRSSMegabytes(),
                                      "threads": Torch.threadCount, "bf16": bf16, "fp16": fp16, "batch": pixels.size(0),
                                      "gradient_checkpointing": gradientCheckpointing,
+                                     "loaded_rss_mb": loadedRSS, "parameters_mb": parameterMB,
                                      "optimizer_step_median_s": median(Array(stepSeconds.suffix(steps)))]
         if let scaler { result["loss_scale"] = scaler.currentScale; result["skipped_steps"] = skipped }
+        if let host = HostAllocator.statistics {
+            result["host_allocator"] = ["mapped_mb": Double(host.mappedBytes) / 1_048_576, "peak_live_mb": Double(host.peakLiveBytes) / 1_048_576,
+                                        "reuses": host.reuses, "maps": host.maps, "unmaps": host.unmaps]
+        }
         if let stats = Torch.memoryStats(place) { result["peak_device_memory_mb"] = Double(stats.peakAllocated) / 1_048_576 }
         emit(result)
     }

@@ -385,6 +385,16 @@ typedef ct_status (*ct_checkpoint_block)(void *context, const ct_tensor *inputs,
 ct_status ct_checkpoint(ct_checkpoint_block run, void *context, void (*release)(void *context), const ct_tensor *inputs,
                         int64_t input_count, const ct_tensor *parameters, int64_t parameter_count, ct_tensor *out);
 
+// ---- host allocator (host_allocator.cpp) --------------------------------------------------
+/// Returns `bytes` bytes aligned to 64, or NULL when out of memory.
+typedef void *(*ct_host_allocate)(size_t bytes);
+/// Frees what `ct_host_allocate` returned.
+typedef void (*ct_host_free)(void *pointer);
+/// Every CPU tensor made from now on takes its memory from `allocate` and returns it to `free`
+/// (which may run on any thread); tensors made before keep theirs. NULL and NULL set libtorch's
+/// default back. One pair of callbacks per process.
+ct_status ct_set_host_allocator(ct_host_allocate allocate, ct_host_free free);
+
 #ifdef __cplusplus
 }
 #endif

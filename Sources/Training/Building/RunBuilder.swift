@@ -203,6 +203,7 @@ public enum RunBuilder {
         data.validation?.pinFor = setup.device
         Torch.allowTF32 = recipe.tf32
         Torch.deterministicAlgorithms = recipe.deterministic
+        try HostAllocator.use(recipe.hostAllocator)
         return setup
     }
 

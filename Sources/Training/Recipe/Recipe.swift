@@ -3,6 +3,7 @@ import Foundation
 import Models
 import NN
 import Optim
+import Torch
 
 /// One training run, as described by a recipe file (`Recipes/*.json`, snake_case keys).
 ///
@@ -44,6 +45,9 @@ public struct Recipe: Sendable, Equatable {
     /// Deterministic algorithms only (libtorch refuses ops that have none): runs repeat bit for
     /// bit on CUDA too, a little slower.
     public var deterministic = false
+    /// Where CPU tensors get their memory: the caching allocator (large blocks mapped apart and
+    /// reused, never more kept than was ever live) or libtorch's default malloc.
+    public var hostAllocator: HostAllocator.Kind = .caching
     /// Processes training together (data parallel). Filled in by the run (1 for one process);
     /// a recipe that sets it runs only with that many.
     public var worldSize: Int?

@@ -3,6 +3,7 @@ import Foundation
 import Models
 import NN
 import Optim
+import Torch
 
 // MARK: - Values
 
@@ -158,6 +159,7 @@ extension BadSamplePolicy: RecipeChoice {}
 extension MetricMode: RecipeChoice {}
 extension FeatureDistance: RecipeChoice {}
 extension Precision: RecipeChoice {}
+extension HostAllocator.Kind: RecipeChoice {}
 extension LRSchedule.Kind.Name: RecipeChoice {}
 extension Recipe.TextArchitecture: RecipeChoice {}
 extension Recipe.StudentInit: RecipeChoice {}
