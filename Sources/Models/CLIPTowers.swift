@@ -9,6 +9,15 @@ public protocol ImageTower: Module {
     var device: Device { get }
     /// Pixels [batch, 3, H, W] → pooled features [batch, width].
     func pooled(_ pixels: Tensor) -> Tensor
+    /// Transformer layers; `pooled(pixels)` equals `pooled(states: states(pixels, throughLayer: k), afterLayer: k)`
+    /// for every k, which lets frozen-layer caching compute a locked prefix apart.
+    var layerCount: Int { get }
+    /// Tokens per image in the transformer (a class token and the patches).
+    var tokenCount: Int { get }
+    /// The token states after the embeddings and layers 0..<k: [batch, tokens, width].
+    func states(_ pixels: Tensor, throughLayer k: Int) -> Tensor
+    /// From the states after layer k: the remaining layers and the pooling → [batch, width].
+    func pooled(states: Tensor, afterLayer k: Int) -> Tensor
 }
 
 /// A tower that turns token ids into one pooled vector each.
@@ -93,14 +102,23 @@ public final class CLIPVisionTransformer: Module, ImageTower {
     /// Where the tower's weights are (inputs from elsewhere are copied there).
     public var device: Device { embeddings.patchEmbedding.weight.device }
 
+    public var layerCount: Int { encoder.layers.count }
+
+    public var tokenCount: Int { config.patchesPerSide * config.patchesPerSide + 1 }
+
     /// Hidden states of every token [batch, 1 + patches, width].
-    public func lastHiddenState(_ pixels: Tensor) -> Tensor {
-        encoder(preLayrnorm(embeddings(pixels.on(device))))
-    }
+    public func lastHiddenState(_ pixels: Tensor) -> Tensor { states(pixels, throughLayer: layerCount) }
 
     /// The class token after the post-LayerNorm.
-    public func pooled(_ pixels: Tensor) -> Tensor {
-        postLayernorm(lastHiddenState(pixels).select(dim: 1, index: 0))
+    public func pooled(_ pixels: Tensor) -> Tensor { pooled(states: states(pixels, throughLayer: 0), afterLayer: 0) }
+
+    /// After the embeddings, `pre_layrnorm` and layers 0..<k.
+    public func states(_ pixels: Tensor, throughLayer k: Int) -> Tensor {
+        encoder(preLayrnorm(embeddings(pixels.on(device))), mask: .none, layers: 0..<k)
+    }
+
+    public func pooled(states: Tensor, afterLayer k: Int) -> Tensor {
+        postLayernorm(encoder(states, mask: .none, layers: k..<layerCount).select(dim: 1, index: 0))
     }
 }
 

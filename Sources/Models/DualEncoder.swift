@@ -26,8 +26,12 @@ public final class DualEncoder: Module {
     public let projectionDim: Int
     /// The text tower's locked prefix computed once per distinct caption (set by training when
     /// the prefix is frozen and captions are not augmented); nil computes it every time.
-    public var textPrefixCache: FrozenPrefixCache? {
+    public var textPrefixCache: TextPrefixCache? {
         willSet { precondition(newValue.map { $0.tower === textModel } ?? true, "the cache belongs to another text tower") }
+    }
+    /// The same for the image tower, per distinct image (set when images are not augmented).
+    public var imagePrefixCache: ImagePrefixCache? {
+        willSet { precondition(newValue.map { $0.tower === visionModel } ?? true, "the cache belongs to another image tower") }
     }
     /// open_clip's and big_vision's initial SigLIP bias.
     public static let sigLIPLogitBiasInit = -10.0
@@ -46,7 +50,9 @@ public final class DualEncoder: Module {
     public var device: Device { visionModel.device }
 
     /// Projected image features, as transformers' `get_image_features` (not normalised).
-    public func imageFeatures(_ pixels: Tensor) -> Tensor { visualProjection(visionModel.pooled(pixels)) }
+    public func imageFeatures(_ pixels: Tensor) -> Tensor {
+        visualProjection(imagePrefixCache.map { $0.pooled(pixels) } ?? visionModel.pooled(pixels))
+    }
 
     /// Projected text features, as `get_text_features` (not normalised).
     public func textFeatures(ids: Tensor, attentionMask: Tensor?) -> Tensor {

@@ -86,6 +86,13 @@ public func withInferenceMode<R>(_ body: () throws -> R) rethrows -> R {
     return try body()
 }
 
+/// Whether autocast is on for `device`'s kind (CPU or CUDA), as inside `withAutocast`.
+public func isAutocastEnabled(on device: Device) -> Bool {
+    var enabled = false
+    _ = ct_autocast_enabled(device == .cpu ? CT_CPU : CT_CUDA, &enabled)
+    return enabled
+}
+
 /// Runs `body` under autocast: matmuls, linear layers and convolutions compute in `dtype`
 /// (bf16 on CPU) and losses (cross-entropy, MSE, KL) in fp32. On CPU, libtorch's policy leaves
 /// softmax and layer norm in the input's dtype: cast logits to fp32 where it matters.

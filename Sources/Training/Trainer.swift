@@ -203,7 +203,11 @@ public final class Trainer {
             }
             if stop == nil {
                 if epoch.skippedCount > 0 { progress.message("epoch \(state.epoch): \(counted(epoch.skippedCount, "bad sample")) skipped") }
-                if let cache = (setup.model as? DualEncoder)?.textPrefixCache { progress.message("epoch \(state.epoch): frozen-layer cache holds \(cache.summary)") }
+                if let model = setup.model as? DualEncoder {
+                    for summary in [model.textPrefixCache?.summary, model.imagePrefixCache?.summary].compactMap({ $0 }) {
+                        progress.message("epoch \(state.epoch): frozen-layer cache holds \(summary)")
+                    }
+                }
                 // An epoch that began at its first sample and made no step would repeat forever.
                 if epochStart == 0 && stepsThisEpoch == 0 {
                     throw TrainingError(message: "epoch \(state.epoch) made no step: \(epoch.skippedCount == 0 ? "the training data yielded no full batch" : "\(counted(epoch.skippedCount, "sample")) were skipped as unreadable (see the warnings above)") — fewer than batch_size × accumulation_steps usable samples; check data.train")

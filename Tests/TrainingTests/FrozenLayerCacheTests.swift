@@ -48,8 +48,8 @@ struct FrozenLayerCacheTests {
     }
 
     static func expectCachedEqualsUncached(_ tower: any TextTower, lockedLayers: Int, batches: [(ids: Tensor, mask: Tensor?)]) throws {
-        let cache = FrozenPrefixCache(tower: tower, layers: lockedLayers, capacityBytes: 1 << 30)
-        let uncached = FrozenPrefixCache(tower: tower, layers: lockedLayers, capacityBytes: 0)
+        let cache = TextPrefixCache(tower: tower, layers: lockedLayers, capacityBytes: 1 << 30)
+        let uncached = TextPrefixCache(tower: tower, layers: lockedLayers, capacityBytes: 0)
         tower.train()
         for _ in 0..<2 {
             for (ids, mask) in batches {
@@ -94,9 +94,9 @@ struct FrozenLayerCacheTests {
     @Test func aFullCacheStaysExactAndSaysSo() throws {
         Torch.manualSeed(3)
         let bert = Self.lockedBert(hidden: 16, layers: 2, vocabulary: 50, pooling: .cls)
-        let cache = FrozenPrefixCache(tower: bert, layers: 1, capacityBytes: 3 * 11 * 16 * 4)   // room for about three captions
+        let cache = TextPrefixCache(tower: bert, layers: 1, capacityBytes: 3 * 11 * 16 * 4)   // room for about three captions
         bert.eval()
-        let uncached = FrozenPrefixCache(tower: bert, layers: 1, capacityBytes: 0)
+        let uncached = TextPrefixCache(tower: bert, layers: 1, capacityBytes: 0)
         for (ids, mask) in Self.batches(vocabulary: 50, seed: 14) {
             #expect(cache.pooled(ids: ids, attentionMask: mask).equal(uncached.pooled(ids: ids, attentionMask: mask)))
         }
@@ -108,30 +108,21 @@ struct FrozenLayerCacheTests {
         Torch.manualSeed(4)
         let bert = Self.lockedBert(hidden: 16, layers: 2, vocabulary: 30, positions: 8)
         bert.eval()
-        let cache = FrozenPrefixCache(tower: bert, layers: 1, capacityBytes: 1 << 20)
+        let cache = TextPrefixCache(tower: bert, layers: 1, capacityBytes: 1 << 20)
         let ids = Tensor([Int64](arrayLiteral: 2, 5, 7, 9, 2, 6, 0, 0), shape: [2, 4])
         let mask = Tensor([Int64](arrayLiteral: 1, 0, 1, 1, 1, 1, 0, 0), shape: [2, 4])
         #expect(cache.pooled(ids: ids, attentionMask: mask).equal(bert.pooled(ids: ids, attentionMask: mask)))
         #expect(cache.storedInputs == 0)
     }
 
-    /// A short run with a locked text prefix: the cached run's metrics and weights equal the
-    /// uncached run's exactly; augmented captions turn the cache off and the log says why.
-    @Test func aCachedRunEqualsAnUncachedOne() throws {
-        let runs = temporaryFolder()
-        let locked = ["model.text.num_hidden_layers=3", "model.lock_text.unlocked_layers=1"]
-        let cachedRecipe = try tinyRecipe(runs, name: "cached", steps: 8, extra: locked)
-        let cachedSetup = try RunBuilder.contrastive(cachedRecipe, resolved: nil)
-        #expect(cachedSetup.notes.contains { $0.hasPrefix("frozen-layer cache: the text tower's embeddings and layers 0–1 are locked") }, "\(cachedSetup.notes)")
-        let plainSetup = try RunBuilder.contrastive(try tinyRecipe(runs, name: "plain", steps: 8, extra: locked + ["model.frozen_layer_cache_mb=0"]), resolved: nil)
-        #expect(plainSetup.notes.contains { $0.hasPrefix("frozen-layer cache: off (model.frozen_layer_cache_mb is 0)") }, "\(plainSetup.notes)")
-        #expect((plainSetup.model as? DualEncoder)?.textPrefixCache?.capacityBytes == 0)
+    /// Two short runs of the tiny recipe with `extra` from the same start, the second with the
+    /// cache off (`frozen_layer_cache_mb` 0): their metrics and weights must be identical.
+    static func trainCachedAndUncached(_ runs: String, extra: [String]) throws -> (cached: TrainingSetup, plain: TrainingSetup) {
+        let cachedSetup = try RunBuilder.contrastive(try tinyRecipe(runs, name: "cached", steps: 8, extra: extra), resolved: nil)
+        let plainSetup = try RunBuilder.contrastive(try tinyRecipe(runs, name: "plain", steps: 8, extra: extra + ["model.frozen_layer_cache_mb=0"]), resolved: nil)
         // The same start (suites run in parallel and share the default RNG that initialises models).
         try plainSetup.model.load(Dictionary(uniqueKeysWithValues: cachedSetup.model.stateDict().map { ($0.name, $0.tensor.clone()) }))
-
         try Trainer(cachedSetup, resume: false).run()
-        let cache = try #require((cachedSetup.model as? DualEncoder)?.textPrefixCache)
-        #expect(cache.hits > 0, "\(cache.summary)")
         try Trainer(plainSetup, resume: false).run()
 
         let timing: Set<String> = ["samples_per_second", "data_time", "data_wait_fraction", "peak_host_memory_gib"]
@@ -142,6 +133,20 @@ struct FrozenLayerCacheTests {
         }
         let (a, b) = (try weights("\(runs)/cached/last"), try weights("\(runs)/plain/last"))
         for (name, tensor) in a { #expect(tensor.equal(b[name]!), "\(name)") }
+        return (cachedSetup, plainSetup)
+    }
+
+    /// A short run with a locked text prefix: the cached run's metrics and weights equal the
+    /// uncached run's exactly; augmented captions turn the cache off and the log says why.
+    @Test func aCachedRunEqualsAnUncachedOne() throws {
+        let runs = temporaryFolder()
+        let locked = ["model.text.num_hidden_layers=3", "model.lock_text.unlocked_layers=1"]
+        let (cachedSetup, plainSetup) = try Self.trainCachedAndUncached(runs, extra: locked)
+        #expect(cachedSetup.notes.contains { $0.hasPrefix("frozen-layer cache: the text tower's embeddings and layers 0–1 are locked") }, "\(cachedSetup.notes)")
+        #expect(plainSetup.notes.contains { $0.hasPrefix("frozen-layer cache: off (model.frozen_layer_cache_mb is 0)") }, "\(plainSetup.notes)")
+        #expect((plainSetup.model as? DualEncoder)?.textPrefixCache?.capacityBytes == 0)
+        let cache = try #require((cachedSetup.model as? DualEncoder)?.textPrefixCache)
+        #expect(cache.hits > 0, "\(cache.summary)")
 
         let augmented = try RunBuilder.contrastive(try tinyRecipe(runs, name: "eda", steps: 2, extra: locked + ["data.text_augmentation.random_swap=0.2"]), resolved: nil)
         #expect((augmented.model as? DualEncoder)?.textPrefixCache == nil)

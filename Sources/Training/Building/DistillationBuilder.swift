@@ -31,7 +31,7 @@ extension RunBuilder {
         let weights = DistillationWeights(logit: section.logitWeight, feature: section.featureWeight, featureDistance: section.featureLoss,
                                           temperature: section.temperature, contrastive: section.contrastiveWeight)
         // An augmented image differs each epoch, so only the captions' embeddings can be cached then.
-        let imagesAugmented = !teacher.isTextOnly && recipe.data.augmentation != ImageAugmentation(randomResizedCrop: nil)
+        let imagesAugmented = !teacher.isTextOnly && !recipe.data.augmentation.randomTransforms.isEmpty
         var warnings: [String] = []
         if recipe.data.cacheTeacher, imagesAugmented {
             warnings.append("data.augmentation is on, so the teacher's image embeddings are computed every step and only its text embeddings are cached; set data.augmentation.random_resized_crop to null (and no flip, rotation or color_jitter) to cache both")

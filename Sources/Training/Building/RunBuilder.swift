@@ -42,7 +42,7 @@ public enum RunBuilder {
         objective.group = group
         let caching = FrozenLayerCaching.configure(recipe, model)
         var setup = try assemble(recipe, objective: objective, data: data, resolved: resolved, group: group)
-        if let caching { setup.notes.append(caching) }
+        setup.notes += caching
         return setup
     }
 

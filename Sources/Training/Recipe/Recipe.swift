@@ -130,7 +130,7 @@ extension Recipe {
         public var lockVision = TowerLock()
         /// Which text layers train.
         public var lockText = TowerLock()
-        /// Most megabytes of cached locked-prefix states (frozen-layer caching); 0 turns it off.
+        /// Most megabytes of cached locked-prefix outputs per tower (frozen-layer caching); 0 turns it off.
         public var frozenLayerCacheMB = 1024
         /// Recompute each transformer layer's activations in backward instead of keeping them
         /// (both towers): much less activation memory for one more forward pass of what trains.

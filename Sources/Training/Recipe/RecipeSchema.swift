@@ -134,7 +134,7 @@ extension Recipe.ModelSection: RecipeCoding {
         coder.field("logit_scale_init", &logitScaleInit, help: "Initial log of the logit scale (2.6592 = ln(1/0.07), CLIP's).")
         coder.section("lock_vision", &lockVision, help: "Which image-tower layers train (LiT).")
         coder.section("lock_text", &lockText, help: "Which text-tower layers train.")
-        coder.field("frozen_layer_cache_mb", &frozenLayerCacheMB, .atLeast(0), help: "Frozen-layer caching: when the text tower's first layers are locked and captions are not augmented, their output is computed once per distinct caption and kept, up to this many megabytes (exact: the same numbers as without). 0: off.")
+        coder.field("frozen_layer_cache_mb", &frozenLayerCacheMB, .atLeast(0), help: "Frozen-layer caching: when a tower's first layers are locked (lock_text, lock_vision) and its inputs are not augmented (text_augmentation; augmentation for images), their output is computed once per distinct caption or image and kept, up to this many megabytes per tower (exact: the same numbers as without). 0: off.")
         coder.field("gradient_checkpointing", &gradientCheckpointing, help: "Recompute each transformer layer's activations during backward instead of keeping them from the forward pass, in both towers (torch.utils.checkpoint per layer; dropout draws the same masks): far less activation memory for about one more forward pass of the trained layers. Locked layers are not recomputed.")
         guard coder.isDecoding else { return }
 
