@@ -54,6 +54,24 @@ struct ImagePipelineTests {
         }
     }
 
+    /// Augmentation without a random crop (here a flip that never fires) trains on the region
+    /// evaluation sees — the centre crop —, not the whole photo squashed into a square.
+    @Test func augmentationWithoutCropKeepsTheCentreCrop() throws {
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Fixture.path("jpeg/photo.jpg"))))
+        func run(_ augmentation: ImageAugmentation?) throws -> [Float] {
+            let pipeline = ImagePipeline(preprocessing: ImagePreprocessing(size: 64), augmentation: augmentation, scaledDecoding: false)
+            var random = SeededRandom(seed: 1)
+            var out = [Float](repeating: 0, count: pipeline.sampleCount)
+            try bytes.withUnsafeBytes { b in try out.withUnsafeMutableBufferPointer { try pipeline.process(b, decoder: ImageDecoder(), random: &random, into: $0) } }
+            return out
+        }
+        let evaluation = try run(nil), augmented = try run(ImageAugmentation(randomResizedCrop: nil, horizontalFlip: 0))
+        let mean = zip(evaluation, augmented).map { Swift.abs($0 - $1) }.reduce(0, +) / Float(evaluation.count)
+        // One resampling of the crop box against resize-then-crop: the same region, a little
+        // apart in rounding; a squashed photo is about 0.3 apart on average.
+        #expect(mean < 0.03, "mean difference \(mean) from the evaluation path")
+    }
+
     @Test func augmentationsAreDeterministicAndBounded() throws {
         let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Fixture.path("jpeg/photo.jpg"))))
         let augmentation = ImageAugmentation(horizontalFlip: 0.5, rotation: .init(probability: 1, degrees: 30, fill: [0, 0, 0]),

@@ -127,6 +127,15 @@ public struct ImagePipeline: Sendable {
         self.scaledDecoding = scaledDecoding
     }
 
+    /// The part of a w×h image, in its own pixels, that the evaluation path keeps: the shortest
+    /// side resized to `shortestEdge`, then a centre crop of `size` at whole resized pixels.
+    static func centerCropBox(width w: Int, height h: Int, _ p: ImagePreprocessing) -> (x0: Double, y0: Double, x1: Double, y1: Double) {
+        let resized = RGBImage.shortestSideSize(width: w, height: h, shortest: p.shortestEdge)
+        let left = (resized.width - p.size) >> 1, top = (resized.height - p.size) >> 1
+        let sx = Double(w) / Double(resized.width), sy = Double(h) / Double(resized.height)
+        return (x0: Double(left) * sx, y0: Double(top) * sy, x1: Double(left + p.size) * sx, y1: Double(top + p.size) * sy)
+    }
+
     /// Floats per processed image (3 × size × size).
     public var sampleCount: Int { 3 * preprocessing.size * preprocessing.size }
 
@@ -138,15 +147,19 @@ public struct ImagePipeline: Sendable {
         var image: RGBImage
         if let augmentation {
             let (w, h) = try decoder.header(encoded).uprightSize
-            let crop = augmentation.randomResizedCrop.map { Self.randomResizedCropBox(width: w, height: h, $0, &random) }
-                ?? (x: 0, y: 0, width: w, height: h)
+            // Without a random crop, the region evaluation sees: what survives resizing the
+            // shortest side to `shortestEdge` and centre cropping `size` (not the whole image
+            // squashed into a square, which would train on other shapes than it evaluates).
+            let box = augmentation.randomResizedCrop.map { crop in
+                let b = Self.randomResizedCropBox(width: w, height: h, crop, &random)
+                return (x0: Double(b.x), y0: Double(b.y), x1: Double(b.x + b.width), y1: Double(b.y + b.height))
+            } ?? Self.centerCropBox(width: w, height: h, preprocessing)
             // The decode must still cover the crop at the output size.
-            let needed = (width: (w * size + crop.width - 1) / crop.width, height: (h * size + crop.height - 1) / crop.height)
+            let needed = (width: Int((Double(w * size) / (box.x1 - box.x0)).rounded(.up)), height: Int((Double(h * size) / (box.y1 - box.y0)).rounded(.up)))
             let decoded = try decoder.decode(encoded, atLeast: scaledDecoding ? needed : nil)
             let sx = Double(decoded.width) / Double(w), sy = Double(decoded.height) / Double(h)
             image = decoded.resized(width: size, height: size, filter: .bicubic,
-                                    box: (x0: Double(crop.x) * sx, y0: Double(crop.y) * sy,
-                                          x1: Double(crop.x + crop.width) * sx, y1: Double(crop.y + crop.height) * sy))
+                                    box: (x0: box.x0 * sx, y0: box.y0 * sy, x1: box.x1 * sx, y1: box.y1 * sy))
             if random.chance(augmentation.horizontalFlip) { image = image.flippedHorizontally() }
             if let r = augmentation.rotation, random.chance(r.probability) {
                 image = image.rotated(degrees: random.uniform(-r.degrees, r.degrees), fill: (r.fill[0], r.fill[1], r.fill[2]))
