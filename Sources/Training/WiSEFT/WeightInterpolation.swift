@@ -86,13 +86,13 @@ public struct WeightSignature: Sendable, Equatable {
     /// empty when they can be interpolated. Lists a few of each kind and counts the rest.
     public func differences(from other: WeightSignature) -> [String] {
         var problems: [String] = []
-        func listed(_ items: [String]) -> String {
-            items.prefix(4).joined(separator: ", ") + (items.count > 4 ? ", … (\(items.count - 4) more)" : "")
+        func listed(_ items: [String], _ shown: Int = 4) -> String {
+            items.prefix(shown).joined(separator: ", ") + (items.count > shown ? ", … (\(items.count - shown) more)" : "")
         }
         let fields = Set(architecture.keys).union(other.architecture.keys).sorted().filter { architecture[$0] != other.architecture[$0] }
         if !fields.isEmpty {
             problems.append("their architectures differ in \(counted(fields.count, "config field")): "
-                            + listed(fields.map { "\($0) \(architecture[$0] ?? "absent") vs \(other.architecture[$0] ?? "absent")" }))
+                            + listed(fields.map { "\($0) \(architecture[$0] ?? "absent") vs \(other.architecture[$0] ?? "absent")" }, 8))
         }
         let onlyZero = tensors.keys.filter { other.tensors[$0] == nil }.sorted(), onlyFine = other.tensors.keys.filter { tensors[$0] == nil }.sorted()
         if !onlyZero.isEmpty { problems.append("\(counted(onlyZero.count, "tensor")) only in the zero-shot model: \(listed(onlyZero))") }
@@ -103,8 +103,8 @@ public struct WeightSignature: Sendable, Equatable {
             if entry.shape != theirs.shape { shapes.append("\(name) \(entry.shape) vs \(theirs.shape)") }
             if entry.dtype != theirs.dtype { dtypes.append("\(name) \(entry.dtype) vs \(theirs.dtype)") }
         }
-        if !shapes.isEmpty { problems.append("\(counted(shapes.count, "tensor")) differ in shape: \(listed(shapes))") }
-        if !dtypes.isEmpty { problems.append("\(counted(dtypes.count, "tensor")) differ in dtype: \(listed(dtypes))") }
+        if !shapes.isEmpty { problems.append("\(counted(shapes.count, "tensor")) \(shapes.count == 1 ? "differs" : "differ") in shape: \(listed(shapes))") }
+        if !dtypes.isEmpty { problems.append("\(counted(dtypes.count, "tensor")) \(dtypes.count == 1 ? "differs" : "differ") in dtype: \(listed(dtypes))") }
         return problems
     }
 }
@@ -132,7 +132,7 @@ public struct WeightPair {
         let unequal = mine.filter { !$0.tensor.dtype.isFloatingPoint && !$0.tensor.equal(theirs[$0.name]!) }.map(\.name)
         guard unequal.isEmpty else {
             throw WiSEFTError("cannot interpolate \(names.zeroShot) (zero-shot) and \(names.fineTuned) (fine-tuned): \(counted(unequal.count, "non-float tensor")) "
-                              + "differ (\(unequal.prefix(4).joined(separator: ", "))\(unequal.count > 4 ? ", …" : "")); ids and integer buffers cannot be mixed, so they must be equal")
+                              + "\(unequal.count == 1 ? "differs" : "differ") (\(unequal.prefix(4).joined(separator: ", "))\(unequal.count > 4 ? ", …" : "")); ids and integer buffers cannot be mixed, so they must be equal")
         }
         self.zeroShot = mine
         self.fineTuned = theirs
