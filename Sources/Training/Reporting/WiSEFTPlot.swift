@@ -1,5 +1,6 @@
 import Datasets
 import Foundation
+import NN
 
 /// `wise_ft.svg`: one panel per metric, a line per validation set, α on the horizontal axis and
 /// the best α dashed in every panel. Drawn by `CurvesPlot`'s renderer, so it looks like a run's
