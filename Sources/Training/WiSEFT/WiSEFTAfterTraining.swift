@@ -79,7 +79,7 @@ extension RunBuilder {
         }
         var settings = WiSEFTSettings()
         settings.alphas = section.alphas.sorted()
-        settings.metric = setup.best ?? setup.objective.mainMetric
+        settings.metric = setup.best ?? setup.objective.mainMetric ?? settings.metric
         settings.batchSize = recipe.eval.batchSize ?? recipe.data.batchSize
         settings.threads = recipe.data.threads
         settings.device = setup.device
