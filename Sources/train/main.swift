@@ -39,7 +39,7 @@ struct Train: ParsableCommand {
         if setup.keepLast { print("last checkpoint: \(trainer.lastFolder)") }
         print("curves: \(setup.runFolder)/curves.svg")
         if let wiseFT = result.wiseFT {
-            print("wise_ft: best α \(wiseFT.bestAlpha.map { "\($0)" } ?? "none") by \(wiseFT.watched.name); \(setup.runFolder)/\(WiSEFTResult.jsonFile), \(WiSEFTResult.plotFile)"
+            print("wise_ft: best α \(wiseFT.bestAlpha.map { String(format: "%g", $0) } ?? "none") by \(wiseFT.watched.name); \(setup.runFolder)/\(WiSEFTResult.jsonFile), \(WiSEFTResult.plotFile)"
                   + (wiseFT.saved.map { ", checkpoint \($0.path)" } ?? ""))
         }
     }

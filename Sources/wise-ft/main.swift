@@ -67,6 +67,6 @@ struct WiseFT: ParsableCommand {
         print(result.table(), terminator: "")
         let folder = output ?? job.defaultOutput
         print("wrote \(folder)/\(WiSEFTResult.jsonFile) and \(folder)/\(WiSEFTResult.plotFile)")
-        if let saved = result.saved { print("saved α \(saved.alpha) as \(saved.path)") }
+        if let saved = result.saved { print("saved θ(α = \(String(format: "%g", saved.alpha))) as \(saved.path)") }
     }
 }

@@ -109,7 +109,7 @@ struct WiSEFTRecipeTests {
                                     wiseFT: #"{"alphas": [1, 0, 0.5], "save_best": true, "extra_val": ["\#(TinyShapes.folder)/val-0000.tar.zst"]}"#)
         let setup = try RunBuilder.contrastive(recipe, resolved: recipe.resolvedJSON())
         let plan = try #require(setup.wiseFT)
-        #expect(plan.zeroShot == start && plan.sets.map(\.name) == ["val", "val-2"] && plan.settings.alphas == [0, 0.5, 1])
+        #expect(plan.zeroShot == start && plan.sets.map(\.name) == ["val", "val-0000"] && plan.settings.alphas == [0, 0.5, 1])
         #expect(plan.settings.metric == setup.best && plan.sets.allSatisfy { $0.zeroShot != nil })
         let trainer = try Trainer(setup, resume: false)
         let result = try #require(try trainer.run().wiseFT)

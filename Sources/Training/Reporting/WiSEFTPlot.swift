@@ -22,7 +22,7 @@ public enum WiSEFTPlot {
         }
         let ticks = CurvesPlot.niceTicks(0, 1, count: 5)
         let axis = CurvesPlot.XAxis(name: "α", ticks: ticks, labels: CurvesPlot.tickLabels(ticks), best: result.bestAlpha,
-                                    bestLabel: "best α", format: { "\($0)" })
+                                    bestLabel: "best α", format: { formatNumber($0) })
         let title = "WiSE-FT: \(result.zeroShot) → \(result.fineTuned)"
         guard !panels.isEmpty else { return CurvesPlot.svg([], title: title) }
         return CurvesPlot.render(panels, title: title, subtitle: subtitle(result), axis: axis)
@@ -38,7 +38,7 @@ public enum WiSEFTPlot {
                      result.sets.map { "\($0.name) (\(counted($0.samples, "pair")))" }.joined(separator: ", ")]
         if let best = result.bestIndex, let value = result.watchedMeans[best] {
             let over = result.sets.count == 1 ? "" : " mean over \(result.sets.count) sets"
-            parts.append("best α \(result.alphas[best]) by \(result.watched.name)\(over) \(CurvesPlot.format(value))")
+            parts.append("best α \(formatNumber(result.alphas[best])) by \(result.watched.name)\(over) \(CurvesPlot.format(value))")
         }
         return parts.joined(separator: "  ·  ")
     }

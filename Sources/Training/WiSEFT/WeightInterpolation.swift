@@ -22,7 +22,7 @@ public enum WiSEFT {
     public static func check(alpha: Double, what: String = "α") throws {
         guard !alpha.isNaN else { throw WiSEFTError("\(what) is NaN; it must be a number in [0, 1]") }
         guard (0...1).contains(alpha) else {
-            throw WiSEFTError("\(what) \(alpha) is outside [0, 1] (0: the zero-shot model, 1: the fine-tuned model)")
+            throw WiSEFTError("\(what) \(formatNumber(alpha)) is outside [0, 1] (0: the zero-shot model, 1: the fine-tuned model)")
         }
     }
 

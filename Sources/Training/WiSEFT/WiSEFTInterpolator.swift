@@ -107,7 +107,7 @@ public final class WiSEFTInterpolator {
 
     /// The zero-shot model, now holding θ(α).
     public func model(at alpha: Double) throws -> DualEncoder {
-        try zeroShot.model.load(try pair.interpolated(alpha), source: "WiSE-FT θ(α = \(alpha))")
+        try zeroShot.model.load(try pair.interpolated(alpha), source: "WiSE-FT θ(α = \(formatNumber(alpha)))")
         return zeroShot.model
     }
 
@@ -141,13 +141,13 @@ public final class WiSEFTInterpolator {
                 do {
                     values = try withTorchErrors { try Evaluation.evaluate(model, loader: loader, tokenizer: tokenizer, zeroShot: set.zeroShot) }
                 } catch let error as TorchError {
-                    throw EvaluationError("\(set.name) (\(set.path)): the model failed on the data at α = \(alpha): \(error)")
+                    throw EvaluationError("\(set.name) (\(set.path)): the model failed on the data at α = \(formatNumber(alpha)): \(error)")
                 }
                 row.append(values)
                 let summary = Evaluation.metrics(retrieval: true, zeroShot: set.zeroShot != nil).filter(\.summary).compactMap { metric in
                     values[metric.name].map { String(format: "%@ %.4f", metric.name, $0) }
                 }
-                progress("α \(alpha) · \(set.name): \(summary.joined(separator: ", "))")
+                progress("α \(formatNumber(alpha)) · \(set.name): \(summary.joined(separator: ", "))")
             }
             metrics.append(row)
         }

@@ -118,7 +118,7 @@ public struct WiSEFTResult: Sendable {
         }
         let over = sets.count == 1 ? "on \(sets[0].name)" : "mean over \(sets.count) sets"
         if let best, let value = watchedMeans[best] {
-            var line = "best α \(alphas[best]): \(watched.name) \(String(format: "%.4f", value)) (\(over), \(watched.mode == .max ? "higher" : "lower") is better)"
+            var line = "best α \(formatNumber(alphas[best])): \(watched.name) \(String(format: "%.4f", value)) (\(over), \(watched.mode == .max ? "higher" : "lower") is better)"
             let ends = [(0.0, "zero-shot"), (1.0, "fine-tuned")].compactMap { alpha, name in
                 alphas.firstIndex(of: alpha).flatMap { watchedMeans[$0] }.map { "\(name) \(String(format: "%.4f", $0))" }
             }
