@@ -113,6 +113,10 @@ let package = Package(
             dependencies: ["Training", "Models", "Datasets", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
+            name: "wise-ft",
+            dependencies: ["Training", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
             name: "embed",
             dependencies: ["Models", "NN", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
@@ -134,7 +138,7 @@ let package = Package(
         .testTarget(name: "ONNXTests", dependencies: ["ONNX"], exclude: ["check_model.py"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "NN", "Datasets", "Tokenizers", "TestSupport"], resources: [.copy("Fixtures")]),
         // Runs the built programs in child processes; depending on them makes `swift test` build them.
-        .testTarget(name: "ProgramTests", dependencies: ["train", "distill", "export", "eval", "embed", "pack", "make-dataset", "doctor",
+        .testTarget(name: "ProgramTests", dependencies: ["train", "distill", "export", "eval", "wise-ft", "embed", "pack", "make-dataset", "doctor",
                                                          "Datasets", "Models", "Tokenizers", "NN", "Torch", "Training", "TestSupport"]),
     ],
     cxxLanguageStandard: .cxx20

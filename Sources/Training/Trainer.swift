@@ -228,8 +228,12 @@ public final class Trainer {
         }
         if setup.keepLast { try saveLast() }
         try writeCurves()
+        var wiseFT: WiSEFTResult?
+        if isLeader, let plan = setup.wiseFT {
+            wiseFT = try WiSEFT.afterTraining(plan, runFolder: setup.runFolder, best: bestFolder) { progress.message($0) }
+        }
         progress.finish()
-        return TrainingResult(outcome: stop ?? .completed, metrics: lastEval)
+        return TrainingResult(outcome: stop ?? .completed, metrics: lastEval, wiseFT: wiseFT)
     }
 
     /// Ctrl-C: saves `last/` (the last completed step) and ends the run.

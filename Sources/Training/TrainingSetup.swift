@@ -48,6 +48,8 @@ public struct TrainingSetup {
     public var group: (any DataParallelGroup)?
     /// What the run prints before its first step besides its settings (converted weights).
     public var notes: [String] = []
+    /// WiSE-FT after the last step (the recipe's `wise_ft`); nil: none.
+    public var wiseFT: WiSEFTPlan?
 
     /// The model being trained.
     public var model: Module { objective.model }
@@ -79,6 +81,8 @@ public struct TrainingResult {
     public let outcome: Outcome
     /// The last evaluation's metrics (empty without validation data).
     public let metrics: [String: Double]
+    /// WiSE-FT's sweep after training (`wise_ft`), when it ran.
+    public var wiseFT: WiSEFTResult?
 }
 
 /// A run that cannot go on (non-finite losses, no data); the message says what to do.

@@ -38,5 +38,9 @@ struct Train: ParsableCommand {
         if let best = trainer.state.bestStep { print("best checkpoint: \(trainer.bestFolder) (step \(best))") }
         if setup.keepLast { print("last checkpoint: \(trainer.lastFolder)") }
         print("curves: \(setup.runFolder)/curves.svg")
+        if let wiseFT = result.wiseFT {
+            print("wise_ft: best α \(wiseFT.bestAlpha.map { String(format: "%g", $0) } ?? "none") by \(wiseFT.watched.name); \(setup.runFolder)/\(WiSEFTResult.jsonFile), \(WiSEFTResult.plotFile)"
+                  + (wiseFT.saved.map { ", checkpoint \($0.path)" } ?? ""))
+        }
     }
 }

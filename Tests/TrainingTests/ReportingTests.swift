@@ -73,7 +73,7 @@ private func distillationRun(steps: Int = 500, best: Int = 400) -> [MetricsRecor
 }
 
 /// What an SVG consists of, as seen by a real XML parser.
-private final class XMLOutline: NSObject, XMLParserDelegate {
+final class XMLOutline: NSObject, XMLParserDelegate {
     var elements: [(name: String, attributes: [String: String])] = []
     var texts: [String] = []
     private var current = ""

@@ -37,12 +37,15 @@ public enum RunBuilder {
     public static func contrastive(_ recipe: Recipe, resolved: Data?, group: (any DataParallelGroup)? = nil) throws -> TrainingSetup {
         Torch.manualSeed(UInt64(recipe.seed))
         let (model, tokenizer, tokenizerFolder, preprocessing) = try ModelBuilder.dualEncoder(recipe)
+        // The starting model's weights as loaded, before the loss adds or drops logit_bias: WiSE-FT's zero-shot end.
+        let start = recipe.wiseFT != nil && recipe.model.checkpoint != nil ? WeightSignature(model) : nil
         let data = try loaders(recipe, images: ImagePipeline(preprocessing: preprocessing, augmentation: recipe.data.augmentation), group: group)
         let objective = try contrastiveObjective(recipe, model, tokenizer, tokenizerFolder, preprocessing)
         objective.group = group
         let caching = FrozenLayerCaching.configure(recipe, model)
         var setup = try assemble(recipe, objective: objective, data: data, resolved: resolved, group: group)
         setup.notes += caching
+        setup.wiseFT = try wiseFTPlan(recipe, model: model, start: start, setup: setup)
         return setup
     }
 

@@ -64,6 +64,8 @@ public struct Recipe: Sendable, Equatable {
     public var resume: ResumePolicy?
     /// Teacher and loss weights for `distill`; nil for `train`.
     public var distill: DistillSection?
+    /// WiSE-FT at the end of training (the starting model interpolated with `best/`); nil: off.
+    public var wiseFT: WiSEFTSection?
 
     /// A recipe with every default; `epochs` or `maxSteps` must still be set for it to be valid.
     public init(name: String, train: Source, epochs: Int? = nil, maxSteps: Int? = nil) {
@@ -388,5 +390,25 @@ extension Recipe {
         public var studentInit: StudentInit = .random
 
         public init(teacher: String) { self.teacher = teacher }
+    }
+}
+
+// MARK: - wise_ft
+
+extension Recipe {
+    /// `wise_ft`: at the end of training, θ(α) = (1 − α)·θ_zero-shot + α·θ_best is evaluated for
+    /// every α on `data.val` and `extraVal`, and `wise_ft.json` + `wise_ft.svg` are written in
+    /// the run folder. The best α is the one with the best mean (over the sets) of the metric
+    /// `best/` keeps (`checkpoint.best_metric`).
+    public struct WiSEFTSection: Sendable, Equatable {
+        public var alphas = WiSEFT.defaultAlphas
+        /// The zero-shot end; nil: the run's starting checkpoint (`model.checkpoint`).
+        public var zeroShot: String?
+        /// Validation sets besides `data.val`.
+        public var extraVal: [Source] = []
+        /// Also write the best α's interpolation as a Hugging Face checkpoint, `wise_ft_best/`.
+        public var saveBest = false
+
+        public init() {}
     }
 }

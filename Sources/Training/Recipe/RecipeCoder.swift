@@ -371,6 +371,43 @@ struct RecipeCoder {
         }
     }
 
+    /// A list of objects, each decoded over `start` (its problems reported at `key.N`); absent
+    /// keeps the default, null is the empty list. `shorthand` turns a plain string item into the
+    /// object it stands for. The reference documents the list as one key (`type`).
+    mutating func sectionList<S: RecipeCoding>(_ key: String, _ value: inout [S], start: S, type: String, help: String,
+                                               shorthand: ((String) -> [String: Any]?)? = nil) {
+        guard isDecoding else {
+            document(key, type: type + ", or null", defaultValue: [Any](), help: help)
+            output[key] = value.map { item in
+                var child = RecipeCoder(encodingAt: path(of: key), context: context)
+                var copy = item
+                copy.code(&child)
+                return child.output
+            }
+            return
+        }
+        switch lookup(key) {
+        case .absent: break
+        case .null: value = []
+        case .present(let raw):
+            guard let items = raw as? [Any] else {
+                report(key, "expected \(type), found \(renderJSON(raw))")
+                return
+            }
+            var decoded: [S] = []
+            for (index, item) in items.enumerated() {
+                guard let object = (item as? String).flatMap({ shorthand?($0) }) ?? item as? [String: Any] else {
+                    report("\(key).\(index)", "expected an object\(shorthand == nil ? "" : " or a path"), found \(renderJSON(item))")
+                    continue
+                }
+                var element = start
+                decodeObject("\(key).\(index)", object, into: &element)
+                decoded.append(element)
+            }
+            value = decoded
+        }
+    }
+
     private func decodeObject<S: RecipeCoding>(_ key: String, _ object: [String: Any], into value: inout S) {
         var child = RecipeCoder(decoding: object, path: path(of: key), context: context)
         value.code(&child)

@@ -103,6 +103,10 @@ extension Recipe {
                 add("distill.teacher", "'\(distill.teacher)' is not a model checkpoint: no config.json in \(path)\(hint)")
             }
         }
+        if let wiseFT {
+            if let zeroShot = wiseFT.zeroShot { checkModel("wise_ft.zero_shot", zeroShot, needsTokenizer: true) }
+            for (index, source) in wiseFT.extraVal.enumerated() { checkSource("wise_ft.extra_val.\(index)", source) }
+        }
         if let zeroshot = eval.zeroshot {
             let path = resolve(zeroshot.classes)
             if !fileExists(path) { add("eval.zeroshot.classes", "'\(zeroshot.classes)' does not exist (\(path))") }

@@ -18,7 +18,7 @@ extension Recipe {
         unknown keys, wrong types, bad values, conflicts, missing files — is reported at once, before
         anything loads; the run saves the resolved recipe (every default filled in) as `recipe.json`.
 
-        Paths (`checkpoint`, `tokenizer`, `shards`, `manifest`, `classes`, `teacher`) are relative to
+        Paths (`checkpoint`, `tokenizer`, `shards`, `manifest`, `classes`, `teacher`, `zero_shot`) are relative to
         the recipe's folder, or to the working directory for values given on the command line;
         `@assets/…` names the assets `Scripts/bootstrap` downloads (`@assets/all-MiniLM-L6-v2`,
         `@assets/bpe_simple_vocab_16e6.txt.gz`). Recipes in this folder are examples:

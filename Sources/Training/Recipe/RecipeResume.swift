@@ -2,11 +2,12 @@ import Foundation
 
 extension Recipe {
     /// Keys (and key prefixes) a resumed run may change without leaving the run it continues:
-    /// when and what to evaluate, logging, what is kept, how many threads decode. Everything
-    /// else (model, data, batch, optimizer, schedule, loss, seed, precision) changes the training
-    /// itself, so resuming with it changed would no longer continue the same run.
+    /// when and what to evaluate, logging, what is kept, how many threads decode, WiSE-FT after
+    /// training. Everything else (model, data, batch, optimizer, schedule, loss, seed, precision)
+    /// changes the training itself, so resuming with it changed would no longer continue the same run.
     static let resumableKeys = ["name", "resume", "eval", "log_every_steps", "max_non_finite_steps", "checkpoint", "early_stopping",
-                                "data.threads", "data.val", "epochs", "max_steps", "device", "tf32", "deterministic"]
+                                "data.threads", "data.val", "epochs", "max_steps", "device", "tf32", "deterministic",
+                                "wise_ft"]
 
     /// How the recipe a run is resumed with differs from the one it was started with (both the
     /// resolved JSON the run saves): changes that break exact continuation, and the rest.

@@ -44,6 +44,8 @@ extension Recipe: RecipeCoding {
         coder.field("resume", &resume, help: "\"latest\": continue from the run's `last/` (as `--resume`); null starts afresh.")
         coder.section("distill", &distill, start: DistillSection(teacher: ""),
                       help: "`distill` only: the teacher and the weight of each loss term (the student is `model`).")
+        coder.section("wise_ft", &wiseFT, start: WiSEFTSection(),
+                      help: "`train` only: WiSE-FT at the end of training. The run's starting model (α = 0) and its `best/` (α = 1) are interpolated, θ = (1 − α)·θ_zero-shot + α·θ_best for every float tensor (the logit scale too); each α is evaluated on `data.val` and `extra_val` (retrieval, and zero-shot with `eval.zeroshot`), and `wise_ft.json` (every metric of every α and set) and `wise_ft.svg` (a panel per metric, α across) are written in the run folder. The best α has the best mean over the sets of `best/`'s metric (`checkpoint.best_metric`); ties go to the smaller α. `swift run wise-ft` does the same for any two checkpoints.")
         guard coder.isDecoding else { return }
         checkAcrossSections(&coder)
     }
@@ -94,6 +96,7 @@ extension Recipe: RecipeCoding {
                 coder.report(watcher, "needs evaluations: set eval.every_steps or eval.every_epoch")
             }
         }
+        checkWiSEFT(&coder)
         if let distill {
             if loss.type == .siglip {
                 coder.report("loss.type", "distillation uses the CLIP contrastive loss; remove loss.type \"siglip\"")

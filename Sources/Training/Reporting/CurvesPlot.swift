@@ -19,7 +19,16 @@ public enum CurvesPlot {
         guard !panels.isEmpty else { return emptySVG(title: title, hasRecords: !records.isEmpty) }
         let best = bestStep ?? records.last(where: { $0.values["best_step"]?.isFinite == true })
             .flatMap { Int(exactly: $0.values["best_step"]!.rounded()) }
-        return render(panels, title: title, subtitle: subtitle(records, best: best), best: best)
+        return render(panels, title: title, subtitle: subtitle(records, best: best), axis: stepAxis(panels, best: best))
+    }
+
+    /// The step axis: from step 0 (a run's start, and a resumed run in context), and never
+    /// narrower than ten steps so an early plot gets whole-number ticks.
+    private static func stepAxis(_ panels: [Panel], best: Int?) -> XAxis {
+        let steps = panels.flatMap { $0.series.flatMap { $0.points.map(\.x) } }
+        let firstStep = min(0, steps.min()!)
+        let ticks = niceTicks(firstStep, max(steps.max()!, firstStep + 10), count: panels.count == 1 ? 10 : 6)
+        return XAxis(name: "step", ticks: ticks, labels: tickLabels(ticks, isStep: true), best: best.map(Double.init)) { String(Int($0)) }
     }
 
     /// Writes `svg(...)` to `path` atomically, so a browser refreshing it never sees half a file.
@@ -44,11 +53,28 @@ public enum CurvesPlot {
         var color: String
         /// Tells apart a second family of curves sharing colours (text-to-image next to image-to-text).
         var dashed = false
+        /// The legend shows the latest value after the name (a run's curves; not α sweeps,
+        /// whose last point is just α = 1).
+        var latestInLegend = true
     }
 
     struct Panel {
         var title: String
         var series: [Series]
+    }
+
+    /// The shared horizontal axis: training steps here, α in `WiSEFTPlot`.
+    struct XAxis {
+        /// Written under the axis and in tooltips ("step", "α").
+        var name: String
+        /// Tick positions; the first and last are the axis bounds.
+        var ticks: [Double]
+        var labels: [String]
+        /// Where the dashed "best" line goes (nil: none; outside the ticks: not drawn).
+        var best: Double?
+        var bestLabel = "best"
+        /// A point's x in its tooltip ("at step 200").
+        var format: (Double) -> String
     }
 
     // Tableau 10: distinct, colour-blind friendly and calm on white.
@@ -252,16 +278,12 @@ public enum CurvesPlot {
         static let font = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
     }
 
-    private static func render(_ panels: [Panel], title: String, subtitle: String, best: Int?) -> String {
+    /// Panels in two columns (one when there is one panel) sharing `axis`.
+    static func render(_ panels: [Panel], title: String, subtitle: String, axis: XAxis) -> String {
         let columns = panels.count == 1 ? 1 : 2
         let rows = (panels.count + columns - 1) / columns
         let panelWidth = (Layout.width - 2 * Layout.margin - Double(columns - 1) * Layout.gap) / Double(columns)
         let height = Layout.header + Double(rows) * Layout.panelHeight + Double(rows - 1) * Layout.gap + Layout.margin
-        let steps = panels.flatMap { $0.series.flatMap { $0.points.map(\.x) } }
-        // From step 0 (a run's start, and a resumed run in context), and never narrower than ten
-        // steps so an early plot gets whole-number ticks.
-        let firstStep = min(0, steps.min()!)
-        let xTicks = niceTicks(firstStep, max(steps.max()!, firstStep + 10), count: columns == 1 ? 10 : 6)
 
         var svg = SVGText()
         svg.open(width: Layout.width, height: height)
@@ -271,18 +293,18 @@ public enum CurvesPlot {
         for (index, panel) in panels.enumerated() {
             let x = Layout.margin + Double(index % columns) * (panelWidth + Layout.gap)
             let y = Layout.header + Double(index / columns) * (Layout.panelHeight + Layout.gap)
-            drawPanel(panel, into: &svg, x: x, y: y, width: panelWidth, xTicks: xTicks, best: best)
+            drawPanel(panel, into: &svg, x: x, y: y, width: panelWidth, axis: axis)
         }
         svg.line("</svg>")
         return svg.text
     }
 
-    private static func drawPanel(_ panel: Panel, into svg: inout SVGText, x: Double, y: Double, width: Double,
-                                  xTicks: [Double], best: Int?) {
+    private static func drawPanel(_ panel: Panel, into svg: inout SVGText, x: Double, y: Double, width: Double, axis: XAxis) {
         let plotWidth = width - Layout.plotLeft - Layout.plotRight
         let legend = legendLayout(panel.series, width: plotWidth)
+        let xTicks = axis.ticks
         let (x0, x1) = (xTicks.first!, xTicks.last!)
-        let best = best.flatMap { (x0...x1).contains(Double($0)) ? $0 : nil }
+        let best = axis.best.flatMap { (x0...x1).contains($0) ? $0 : nil }
         let top = Layout.titleHeight + Double(legend.rows) * Layout.legendRow + 8 + (best == nil ? 0 : Layout.bestLabelRow)
         let plotHeight = Layout.panelHeight - top - Layout.plotBottom
         let values = panel.series.flatMap { $0.points.map(\.y) }
@@ -302,7 +324,7 @@ public enum CurvesPlot {
         }
 
         // Grid and tick labels.
-        let xLabels = tickLabels(xTicks, isStep: true), yLabels = tickLabels(yTicks)
+        let xLabels = axis.labels, yLabels = tickLabels(yTicks)
         for (tick, label) in zip(yTicks, yLabels) {
             let ty = py(tick)
             svg.line(##"<line x1="\##(n(Layout.plotLeft))" y1="\##(n(ty))" x2="\##(n(Layout.plotLeft + plotWidth))" y2="\##(n(ty))" stroke="#eaeef2"/>"##
@@ -314,15 +336,15 @@ public enum CurvesPlot {
                 + ##"<text x="\##(n(tx))" y="\##(n(top + plotHeight + 15))" font-size="10.5" fill="#656d76" text-anchor="middle">\##(escape(label))</text>"##)
         }
         svg.line(##"<path d="M\##(n(Layout.plotLeft)),\##(n(top))V\##(n(top + plotHeight))H\##(n(Layout.plotLeft + plotWidth))" fill="none" stroke="#8c959f"/>"##)
-        svg.line(##"<text x="\##(n(Layout.plotLeft + plotWidth))" y="\##(n(top + plotHeight + 31))" font-size="10.5" fill="#8c959f" text-anchor="end">step</text>"##)
+        svg.line(##"<text x="\##(n(Layout.plotLeft + plotWidth))" y="\##(n(top + plotHeight + 31))" font-size="10.5" fill="#8c959f" text-anchor="end">\##(escape(axis.name))</text>"##)
 
         if let best {
             // The label sits above the plot area (curves and their markers stay inside it),
             // centred on the line, and within the plot's width.
-            let bx = px(Double(best))
+            let bx = px(best)
             let lx = min(max(bx, Layout.plotLeft + 16), Layout.plotLeft + plotWidth - 16)
             svg.line(##"<g class="best-marker"><line x1="\##(n(bx))" y1="\##(n(top - 4))" x2="\##(n(bx))" y2="\##(n(top + plotHeight))" stroke="#1a7f37" stroke-width="1.2" stroke-dasharray="5 4"/>"##
-                + ##"<text x="\##(n(lx))" y="\##(n(top - 8))" font-size="10.5" font-weight="600" fill="#1a7f37" text-anchor="middle">best</text></g>"##)
+                + ##"<text x="\##(n(lx))" y="\##(n(top - 8))" font-size="10.5" font-weight="600" fill="#1a7f37" text-anchor="middle">\##(escape(axis.bestLabel))</text></g>"##)
         }
 
         for series in panel.series {
@@ -339,7 +361,7 @@ public enum CurvesPlot {
             if series.markers || raw.count == 1 {
                 for point in raw {
                     svg.line(##"<circle cx="\##(n(px(point.x)))" cy="\##(n(py(point.y)))" r="3.2" fill="\##(series.color)" stroke="#ffffff" stroke-width="1">"##
-                        + ##"<title>\##(escape(series.name)) = \##(format(point.y)) at step \##(Int(point.x))</title></circle>"##)
+                        + ##"<title>\##(escape(series.name)) = \##(format(point.y)) at \##(escape(axis.name)) \##(escape(axis.format(point.x)))</title></circle>"##)
                 }
             }
             svg.line("</g>")
@@ -347,9 +369,10 @@ public enum CurvesPlot {
         svg.line("</g>")
     }
 
-    /// The series name and its latest (smoothed, when smoothing) value, e.g. "contrastive_loss 0.4121".
+    /// The series name and its latest (smoothed, when smoothing) value, e.g. "contrastive_loss 0.4121"
+    /// (the name alone when `latestInLegend` is off).
     private static func legendLabel(_ series: Series) -> String {
-        "\(series.name) \(format((series.smoothed ?? series.points).last!.y))"
+        series.latestInLegend ? "\(series.name) \(format((series.smoothed ?? series.points).last!.y))" : series.name
     }
 
     /// Flows legend entries left to right, wrapping at the plot width. Text width is estimated
