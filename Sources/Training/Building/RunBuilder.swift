@@ -36,12 +36,13 @@ public enum RunBuilder {
     /// `group`: the processes training together (data parallel), or nil for this one alone.
     public static func contrastive(_ recipe: Recipe, resolved: Data?, group: (any DataParallelGroup)? = nil) throws -> TrainingSetup {
         Torch.manualSeed(UInt64(recipe.seed))
-        let (model, tokenizer, tokenizerFolder, preprocessing) = try ModelBuilder.dualEncoder(recipe)
+        let (model, tokenizer, tokenizerFolder, preprocessing, adapter) = try ModelBuilder.dualEncoder(recipe)
         let data = try loaders(recipe, images: ImagePipeline(preprocessing: preprocessing, augmentation: recipe.data.augmentation), group: group)
         let objective = try contrastiveObjective(recipe, model, tokenizer, tokenizerFolder, preprocessing)
         objective.group = group
         let caching = FrozenLayerCaching.configure(recipe, model)
         var setup = try assemble(recipe, objective: objective, data: data, resolved: resolved, group: group)
+        setup.adapt(with: adapter)
         if let caching { setup.notes.append(caching) }
         return setup
     }
@@ -54,6 +55,8 @@ public enum RunBuilder {
                                      _ preprocessing: ImagePreprocessing) throws -> ContrastiveObjective {
         switch recipe.loss.type {
         case .clip: model.logitBias = nil
+        case .siglip where model.logitBias == nil && recipe.model.lora != nil:
+            throw TrainingError(message: "loss.type siglip needs a learned logit_bias, which the base model \(recipe.model.checkpoint ?? "") does not have and a LoRA adapter cannot add to it; train it whole first (without model.lora), or use loss.type clip")
         case .siglip: if model.logitBias == nil { model.logitBias = Tensor.full([], DualEncoder.sigLIPLogitBiasInit).requiringGrad() }
         }
         let objective = ContrastiveObjective(encoder: model, tokenizer: tokenizer, preprocessing: preprocessing, tokenizerFolder: tokenizerFolder)

@@ -166,6 +166,7 @@ extension Recipe.StudentInit: RecipeChoice {}
 extension Recipe.LossType: RecipeChoice {}
 extension Recipe.OptimizerType: RecipeChoice {}
 extension Recipe.ResumePolicy: RecipeChoice {}
+extension Recipe.LoRATowers: RecipeChoice {}
 
 /// Activations by their Hugging Face `hidden_act` names (`gelu_new` is `gelu_pytorch_tanh`).
 extension Activation: RecipeValue {
