@@ -186,6 +186,44 @@ struct LoRATrainingTests {
         #expect(FileManager.default.fileExists(atPath: "\(runs)/student/best/\(PeftAdapter.configFile)"))
     }
 
+    /// Text distillation into all-MiniLM-L6-v2 itself with adapters on query and value: the
+    /// student's base is model.text.checkpoint, saved as a BERT adapter and loaded back with it.
+    @Test func aTextOnlyStudentTakesAdaptersOnItsBERT() throws {
+        let folder = temporaryFolder()
+        let sentences = try String(contentsOfFile: "\(repositoryRoot)/Data/sentences/train.jsonl", encoding: .utf8).split(separator: "\n")
+        try sentences.prefix(16).joined(separator: "\n").write(toFile: "\(folder)/train.jsonl", atomically: true, encoding: .utf8)
+        try sentences.dropFirst(16).prefix(8).joined(separator: "\n").write(toFile: "\(folder)/val.jsonl", atomically: true, encoding: .utf8)
+        let minilm = "\(repositoryRoot)/.deps/assets/all-MiniLM-L6-v2"
+        let json = """
+        {
+          "name": "minilm-lora", "seed": 0,
+          "model": {"text": {"checkpoint": "\(minilm)", "pooling": "mean"}, "lora": {"r": 2, "alpha": 4, "target_modules": ["query", "value"]}},
+          "distill": {"teacher": "\(minilm)", "feature_weight": 1.0, "logit_weight": 1.0, "contrastive_weight": 0.1},
+          "data": {"train": {"manifest": "\(folder)/train.jsonl", "image_column": null}, "val": {"manifest": "\(folder)/val.jsonl", "image_column": null},
+                   "batch_size": 8, "threads": 1},
+          "optimizer": {"lr": 1e-3},
+          "eval": {"every_steps": 2, "every_epoch": false},
+          "checkpoint": {"directory": "\(folder)/runs"},
+          "max_steps": 2, "log_every_steps": 1
+        }
+        """
+        let plan = try RunBuilder.distillation(try Recipe.decode(Data(json.utf8), file: "test", defaultName: "minilm-lora"), resolved: nil)
+        let student = try #require((plan.setup.objective as? TextDistillationObjective)?.student)
+        #expect(student.adaptedLayers().count == 12 && plan.setup.adapter?.baseModelClass == "BertModel")
+        #expect(student.trainableParameters().allSatisfy { Module.isAdapterParameter($0.name) })
+        try Trainer(plan.setup, resume: false).run()
+        let last = "\(folder)/runs/minilm-lora/last"
+        #expect(FileManager.default.fileExists(atPath: "\(last)/\(PeftAdapter.weightsFile)") && FileManager.default.fileExists(atPath: "\(last)/vocab.txt"))
+        #expect(!FileManager.default.fileExists(atPath: "\(last)/modules.json") && !FileManager.default.fileExists(atPath: "\(last)/config.json"))
+        #expect(try adapterWeights(last).keys.contains("base_model.model.encoder.layer.5.attention.self.value.lora_B.weight"))
+        let loaded = try Pretrained.load(last)
+        guard case .textEncoder(let bert, let normalize) = loaded.model else { Issue.record("not a text encoder"); return }
+        #expect(normalize && bert.pooling == .mean && loaded.adapter?.adaptedLayers == 12)
+        let (ids, mask) = try loaded.tokenizer().encode(["A man is eating food.", "Two shapes on a lavender background."])
+        student.eval()
+        #expect(withNoGrad { maxDifference(bert.pooled(ids: ids, attentionMask: mask), student.pooled(ids: ids, attentionMask: mask)) } < 1e-5)
+    }
+
     /// Two processes (threads here) with batch 16 train the adapters as one with batch 32.
     @Test func dataParallelLoRAEqualsOneProcess() throws {
         let runs = temporaryFolder()

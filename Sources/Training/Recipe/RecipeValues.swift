@@ -97,6 +97,7 @@ extension Bool: RecipeValue {
 
 extension String: RecipeValue {
     static var recipeExpectation: String { "a string" }
+    static var recipePlural: String { "strings" }
     static func recipeDecode(_ json: RecipeJSON) -> Result<String, RecipeMismatch> {
         if case .string(let s) = json { return .success(s) }
         return .failure(recipeMismatch)
