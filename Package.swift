@@ -120,6 +120,11 @@ let package = Package(
             name: "embed",
             dependencies: ["Models", "NN", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // A LoRA adapter checkpoint merged into its base: a plain Hugging Face checkpoint.
+        .executableTarget(
+            name: "merge",
+            dependencies: ["Models", "NN", "Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "bench",
             dependencies: ["Torch", "Datasets", "NN", "Optim", "Models", "Training", "Tokenizers", "Distributed", "RunCommands",
@@ -138,7 +143,7 @@ let package = Package(
         .testTarget(name: "ONNXTests", dependencies: ["ONNX"], exclude: ["check_model.py"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "NN", "Datasets", "Tokenizers", "TestSupport"], resources: [.copy("Fixtures")]),
         // Runs the built programs in child processes; depending on them makes `swift test` build them.
-        .testTarget(name: "ProgramTests", dependencies: ["train", "distill", "export", "eval", "wise-ft", "embed", "pack", "make-dataset", "doctor",
+        .testTarget(name: "ProgramTests", dependencies: ["train", "distill", "export", "eval", "wise-ft", "embed", "merge", "pack", "make-dataset", "doctor",
                                                          "Datasets", "Models", "Tokenizers", "NN", "Torch", "Training", "TestSupport"]),
     ],
     cxxLanguageStandard: .cxx20

@@ -20,6 +20,8 @@ public struct ExportOptions: Sendable {
     /// model: text-to-image R@1 −2.4 points instead of −4.1, but slower than fp32 in onnxruntime,
     /// which fuses only the per-tensor form.
     public var perTokenActivations = false
+    /// A LoRA adapter checkpoint's base model folder, instead of its `base_model_name_or_path`.
+    public var base: String?
 
     public static let supportedOpsets = 17...18
 
@@ -62,10 +64,12 @@ public enum EncoderExport {
         let plan: OutputLocation.Plan
         do {
             plan = try OutputLocation.check(folder, kind: .folder(isPrevious: isExport, previous: "an earlier export (a folder with export.json)"),
-                                            overwrite: options.overwrite, protecting: [.init(checkpoint, "the checkpoint being exported")])
+                                            overwrite: options.overwrite,
+                                            protecting: [.init(checkpoint, "the checkpoint being exported")] + (options.base.map { [.init($0, "the base model")] } ?? []))
         } catch let problem as OutputLocation.Problem { throw ExportError(problem.message) }
         let loaded: PretrainedCheckpoint
-        do { loaded = try Pretrained.load(checkpoint) } catch {
+        // An adapter folder comes merged into its base: the graph has no adapter ops.
+        do { loaded = try Pretrained.load(checkpoint, base: options.base) } catch {
             throw ExportError("cannot load the checkpoint \(checkpoint): \(error)")
         }
         let temporary: String
@@ -105,8 +109,12 @@ public enum EncoderExport {
                 : options.precision.scheme,
             "opset": options.opset, "ir_version": 8, "normalized": options.normalize,
             "source_checkpoint": sourceName(checkpoint),
-            "source_sha256": try SHA256Digest.hex(files: weightFiles(checkpoint)),
+            "source_sha256": try SHA256Digest.hex(files: weightFiles(checkpoint, loaded: loaded)),
         ]
+        if let adapter = loaded.adapter {
+            manifest["lora"] = ["adapter": sourceName(checkpoint), "base": sourceName(adapter.base), "adapted_layers": adapter.adaptedLayers,
+                                "merged": true, "r": adapter.config.settings.rank] as [String: Any]
+        }
         let tokenizer = try loaded.tokenizer()
         switch loaded.model {
         case .dualEncoder(let model):
@@ -245,8 +253,12 @@ public enum EncoderExport {
         return generic && !run.isEmpty && run != "/" ? "\(run)/\(name)" : name
     }
 
-    /// The checkpoint's weight files in a stable order (single file, or the shards by name).
-    static func weightFiles(_ checkpoint: String) throws -> [String] {
+    /// The checkpoint's weight files in a stable order (single file, or the shards by name); for
+    /// an adapter folder, its adapter weights and then its base's.
+    static func weightFiles(_ checkpoint: String, loaded: PretrainedCheckpoint? = nil) throws -> [String] {
+        if let adapter = loaded?.adapter {
+            return ["\(adapter.folder)/\(PeftAdapter.weightsFile)"] + (try weightFiles(adapter.base))
+        }
         let fm = FileManager.default
         if fm.fileExists(atPath: "\(checkpoint)/\(ShardedSafeTensors.singleFile)") { return ["\(checkpoint)/\(ShardedSafeTensors.singleFile)"] }
         let shards = try fm.contentsOfDirectory(atPath: checkpoint).filter { $0.hasPrefix("model-") && $0.hasSuffix(".safetensors") }.sorted()

@@ -14,10 +14,21 @@ public enum PretrainedModel {
 
 /// A loaded checkpoint folder: the model and the image preprocessing it expects.
 public struct PretrainedCheckpoint {
+    /// The folder of the model's config, tokenizer and preprocessing: the checkpoint, or for a
+    /// LoRA adapter folder the base model's.
     public let directory: String
     public let model: PretrainedModel
     /// From `preprocessor_config.json`, or CLIP's defaults at the vision tower's image size.
     public let preprocessing: ImagePreprocessing?
+    /// The LoRA adapter applied to the base in `directory`, when the checkpoint was an adapter folder.
+    public var adapter: LoadedAdapter?
+
+    public init(directory: String, model: PretrainedModel, preprocessing: ImagePreprocessing?, adapter: LoadedAdapter? = nil) {
+        self.directory = directory
+        self.model = model
+        self.preprocessing = preprocessing
+        self.adapter = adapter
+    }
 }
 
 /// Reads and writes Hugging Face checkpoint folders (`config.json` + `model.safetensors` [+ shards]).
@@ -34,7 +45,17 @@ public enum Pretrained {
     /// not be filled from them, and building it could allocate anything; only then is the model built, inside
     /// `withTorchErrors`, its weights loaded, and one tiny input run through each tower, so that
     /// anything the checks miss is an error naming config.json, not a trap.
-    public static func load(_ directory: String) throws -> PretrainedCheckpoint {
+    ///
+    /// A PEFT LoRA adapter folder (`adapter_config.json`) loads its base model (`base`, else the
+    /// folder its `base_model_name_or_path` names) and applies the adapter to it, merged into the
+    /// weights unless `mergeAdapter` is false (see AdapterLoading.swift).
+    public static func load(_ directory: String, base: String? = nil, mergeAdapter: Bool = true) throws -> PretrainedCheckpoint {
+        if PeftAdapter.isAdapterFolder(directory) { return try loadAdapter(directory, base: base, merge: mergeAdapter) }
+        return try loadModel(directory)
+    }
+
+    /// Loads a checkpoint folder of a whole model.
+    static func loadModel(_ directory: String) throws -> PretrainedCheckpoint {
         let configPath = "\(directory)/config.json"
         let config = try ConfigReader.load(configPath)
         let modelType = try config.string("model_type", "")
@@ -180,6 +201,8 @@ public enum Pretrained {
         if !fm.fileExists(atPath: "\(directory)/\(ShardedSafeTensors.singleFile)") && !fm.fileExists(atPath: "\(directory)/\(ShardedSafeTensors.indexFile)") {
             let reason = fm.fileExists(atPath: "\(directory)/pytorch_model.bin")
                 ? "has only pytorch_model.bin; convert it to safetensors (e.g. `model.save_pretrained(dir, safe_serialization=True)` in transformers)"
+                : fm.fileExists(atPath: "\(directory)/\(PeftAdapter.weightsFile)")
+                ? "holds \(PeftAdapter.weightsFile) but no \(PeftAdapter.configFile), which a LoRA adapter folder needs beside it"
                 : "has no model.safetensors or model.safetensors.index.json"
             throw ModelConfigError(file: directory, reason: reason)
         }

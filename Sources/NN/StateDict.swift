@@ -18,6 +18,12 @@ public struct LoadReport: Sendable, CustomStringConvertible {
 
     public var isClean: Bool { missing.isEmpty && unexpected.isEmpty && mismatched.isEmpty }
 
+    public init(missing: [String] = [], unexpected: [String] = [], mismatched: [Mismatch] = []) {
+        self.missing = missing
+        self.unexpected = unexpected
+        self.mismatched = mismatched
+    }
+
     public var description: String {
         var lines: [String] = []
         if !missing.isEmpty { lines.append("missing keys (\(missing.count)): \(Self.list(missing))") }
@@ -37,6 +43,10 @@ public struct LoadReport: Sendable, CustomStringConvertible {
 public struct StateDictError: Error, CustomStringConvertible {
     public let source: String
     public let report: LoadReport
+    public init(source: String, report: LoadReport) {
+        self.source = source
+        self.report = report
+    }
     public var description: String {
         "\(source) does not match the model:\n\(report)\nCheck that the checkpoint and the model config describe the same architecture (or load with strict: false to skip missing/unexpected keys)."
     }

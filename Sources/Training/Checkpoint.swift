@@ -17,6 +17,10 @@ public struct CheckpointError: Error, CustomStringConvertible {
 ///     model.safetensors      weights (or shards + model.safetensors.index.json)
 ///     optimizer.safetensors  optimizer state by parameter name
 ///     trainer_state.json     step, epoch, loader position, RNG states, best metric, early stopping
+///
+/// A LoRA run's (`adapter` given) holds PEFT's `adapter_config.json` and
+/// `adapter_model.safetensors` instead of config.json and the weights — the base model stays in
+/// its own folder — with the same training state, tokenizer and preprocessor files beside them.
 public enum Checkpoint {
     public static let optimizerFile = "optimizer.safetensors"
     public static let stateFile = "trainer_state.json"
@@ -27,10 +31,21 @@ public enum Checkpoint {
     /// `files` are written beside the weights (config.json, tokenizer…); `trainingHeads`
     /// (modules trained beside the model, such as distillation projections) go to
     /// `training_heads.safetensors`.
-    public static func save(to path: String, model: Module, trainingHeads: Module? = nil, optimizer: Optimizer?, state: TrainerState,
-                            files: [String: Data] = [:]) throws {
+    public static func save(to path: String, model: Module, adapter: LoRAAdapterConfig? = nil, trainingHeads: Module? = nil, optimizer: Optimizer?,
+                            state: TrainerState, files: [String: Data] = [:]) throws {
+        var files = files
+        if let adapter {
+            // No config.json (nor remote code, sentence-transformers modules): this folder is no whole model.
+            files = files.filter { Pretrained.tokenizerFiles.contains($0.key) || $0.key == "preprocessor_config.json" }
+            files[PeftAdapter.configFile] = try adapter.data()
+        }
         try CheckpointDirectory.write(to: path) { folder in
-            try ShardedSafeTensors.save(model.stateDict(), to: folder)
+            if let adapter {
+                try SafeTensors.save(PeftAdapter.state(of: model, modulesToSave: adapter.modulesToSave), metadata: ["format": "pt"],
+                                     to: "\(folder)/\(PeftAdapter.weightsFile)")
+            } else {
+                try ShardedSafeTensors.save(model.stateDict(), to: folder)
+            }
             if let trainingHeads {
                 try SafeTensors.save(trainingHeads.stateDict(), metadata: ["format": "pt"], to: "\(folder)/\(trainingHeadsFile)")
             }
@@ -82,9 +97,16 @@ public enum Checkpoint {
 
     /// Loads weights into `model` and moments into `optimizer`, and returns the trainer state.
     /// Everything is checked before the model is touched.
-    public static func load(from path: String, into model: Module, trainingHeads: Module? = nil, optimizer: Optimizer?) throws -> TrainerState {
+    public static func load(from path: String, into model: Module, adapter: LoRAAdapterConfig? = nil, trainingHeads: Module? = nil,
+                            optimizer: Optimizer?) throws -> TrainerState {
         let state = try readState(path)
-        let weights = try ShardedSafeTensors.load(path)
+        if adapter == nil, PeftAdapter.isAdapterFolder(path) {
+            throw CheckpointError(path: path, reason: "holds a LoRA adapter, and this run has no model.lora section; continue it with the recipe it was trained with")
+        }
+        if adapter != nil, !PeftAdapter.isAdapterFolder(path) {
+            throw CheckpointError(path: path, reason: "holds whole model weights, not a LoRA adapter, and this run has a model.lora section; continue it with the recipe it was trained with")
+        }
+        let weights = adapter == nil ? try ShardedSafeTensors.load(path) : [:]
         var headWeights: [String: Tensor]?
         if let trainingHeads {
             let file = "\(path)/\(trainingHeadsFile)"
@@ -104,9 +126,17 @@ public enum Checkpoint {
         } else {
             optimizerState = nil
         }
-        try model.load(weights, source: path, dryRun: true)
+        if let adapter {
+            try PeftAdapter.loadWeights(from: path, into: model, modulesToSave: adapter.modulesToSave, dryRun: true)
+        } else {
+            try model.load(weights, source: path, dryRun: true)
+        }
         if let optimizer, let optimizerState { try optimizer.loadStateDict(optimizerState) }
-        try model.load(weights, source: path)
+        if let adapter {
+            try PeftAdapter.loadWeights(from: path, into: model, modulesToSave: adapter.modulesToSave)
+        } else {
+            try model.load(weights, source: path)
+        }
         if let trainingHeads, let headWeights { try trainingHeads.load(headWeights, source: "\(path)/\(trainingHeadsFile)") }
         return state
     }

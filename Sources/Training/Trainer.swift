@@ -58,7 +58,7 @@ public final class Trainer {
             if isLeader, let saved = FileManager.default.contents(atPath: "\(setup.runFolder)/recipe.json"), let current = setup.recipeJSON {
                 messages += try Self.checkResumable(saved: saved, current: current, folder: setup.runFolder)
             }
-            state = try Checkpoint.load(from: "\(setup.runFolder)/last", into: setup.model, trainingHeads: setup.objective.trainingHeads,
+            state = try Checkpoint.load(from: "\(setup.runFolder)/last", into: setup.model, adapter: setup.adapter, trainingHeads: setup.objective.trainingHeads,
                                         optimizer: setup.optimizer)
             // A run started on another kind of device has no state for this one's generator.
             let saved = state.rngStates
@@ -395,7 +395,7 @@ public final class Trainer {
         guard isLeader else { return }
         state.captureRandomState(Self.generators(of: setup.device))
         state.gradScaler = scaler?.state
-        try Checkpoint.save(to: folder, model: setup.model, trainingHeads: setup.objective.trainingHeads, optimizer: setup.optimizer,
+        try Checkpoint.save(to: folder, model: setup.model, adapter: setup.adapter, trainingHeads: setup.objective.trainingHeads, optimizer: setup.optimizer,
                             state: state, files: try setup.objective.checkpointFiles())
         try setup.objective.saveRunState(in: setup.runFolder)
     }

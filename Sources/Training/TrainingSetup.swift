@@ -1,5 +1,6 @@
 import Datasets
 import Foundation
+import Models
 import NN
 import Optim
 import Torch
@@ -50,9 +51,21 @@ public struct TrainingSetup {
     public var notes: [String] = []
     /// WiSE-FT after the last step (the recipe's `wise_ft`); nil: none.
     public var wiseFT: WiSEFTPlan?
+    /// A LoRA run's adapter: checkpoints then hold PEFT's adapter files, not the model's weights.
+    public var adapter: LoRAAdapterConfig?
 
     /// The model being trained.
     public var model: Module { objective.model }
+
+    /// Makes this a LoRA run (nil: not one), with a note on what trains.
+    mutating func adapt(with adapter: LoRAAdapterConfig?) {
+        self.adapter = adapter
+        guard let adapter else { return }
+        let settings = adapter.settings
+        let layers = model.adaptedLayers().count
+        let saved = adapter.modulesToSave.isEmpty ? "" : "; trained whole: \(adapter.modulesToSave.joined(separator: ", "))"
+        notes.append("LoRA: \(layers) layers adapted (r \(settings.rank), alpha \(formatNumber(settings.alpha)), scaling \(formatNumber(settings.scaling))\(settings.rsLoRA ? " rsLoRA" : "")), the base \(adapter.baseModelPath ?? "") frozen\(saved); checkpoints hold PEFT's adapter files")
+    }
 
     public init(runFolder: String, objective: any TrainingObjective, train: DataLoader, validation: DataLoader?,
                 optimizer: Optimizer, schedule: LRSchedule, totalSteps: Int) {

@@ -21,6 +21,7 @@ struct Embed: ParsableCommand {
     var raw = false
     @Option(help: "Texts or images per forward pass.") var batchSize = 32
     @Option(help: "auto, cpu, cuda or cuda:N (auto: the first GPU when there is one).") var device = "auto"
+    @Option(help: "For a LoRA adapter checkpoint: its base model's folder, instead of the one adapter_config.json names (base_model_name_or_path).") var base: String?
 
     func validate() throws {
         if !texts.isEmpty && textsFile != nil { throw ValidationError("give --texts or --texts-file, not both") }
@@ -41,7 +42,10 @@ struct Embed: ParsableCommand {
             throw EmbedError("\(textsFile.map { "\($0): item" } ?? "--texts: text") \(empty + 1) of \(allTexts.count) is empty; give each text some words (an empty caption embeds nothing)")
         }
         let device = try Device.parse(self.device).validated()
-        let loaded = try Pretrained.load(checkpoint)
+        if base != nil, !PeftAdapter.isAdapterFolder(checkpoint) {
+            throw EmbedError("--base is for LoRA adapter checkpoints (with adapter_config.json); \(checkpoint) is a whole model")
+        }
+        let loaded = try Pretrained.load(checkpoint, base: base)
         switch loaded.model {
         case .dualEncoder(let model): model.to(device)
         case .textEncoder(let bert, _): bert.to(device)

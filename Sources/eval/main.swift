@@ -26,6 +26,7 @@ struct Eval: ParsableCommand {
     @Option(help: "A/B: bootstrap resamples of the validation pairs.") var resamples = 1_000
     @Option(help: "A/B: seed of the bootstrap resampling.") var seed: UInt64 = 0
     @Option(help: "auto, cpu, cuda or cuda:N (auto: the first GPU when there is one).") var device = "auto"
+    @Option(help: "For LoRA adapter checkpoints: their base model's folder, instead of the one adapter_config.json names (base_model_name_or_path).") var base: String?
 
     func validate() throws {
         guard (1...2).contains(checkpoint.count) else { throw ValidationError("give one --checkpoint, or two to compare") }
@@ -37,6 +38,9 @@ struct Eval: ParsableCommand {
             throw ValidationError("\(flag) names a manifest column, and --data \(data) is a shard pattern (manifests end in \(DatasetSource.manifestSuffixes.joined(separator: ", "))); shards name their members by extension (.jpg, .txt or .json, .cls)")
         }
         if labelColumn != nil, classes == nil { throw ValidationError("--label-column is read for zero-shot evaluation; give --classes too") }
+        if base != nil, !checkpoint.contains(where: PeftAdapter.isAdapterFolder) {
+            throw ValidationError("--base is for LoRA adapter checkpoints (with adapter_config.json); no --checkpoint is one")
+        }
     }
 
     func run() throws {
@@ -48,7 +52,7 @@ struct Eval: ParsableCommand {
         try zeroShot?.checkLabels(in: source, name: data, labelSetting: "--label-column")
         var results: [EvaluationSamples] = []
         for path in checkpoint {
-            let loaded = try Pretrained.load(path)
+            let loaded = try Pretrained.load(path, base: base)
             guard case .dualEncoder(let model) = loaded.model else { throw EvaluationError("\(path) is a text-only model; eval needs image and text towers") }
             model.to(device)
             let pipeline = ImagePipeline(preprocessing: loaded.preprocessing ?? ImagePreprocessing())

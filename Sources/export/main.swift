@@ -17,6 +17,7 @@ struct ExportCommand: ParsableCommand {
     @Flag(help: "Leave the embeddings unnormalised.") var noNormalize = false
     @Flag(help: "int8: quantize activations per token (more accurate, slower in onnxruntime).") var perTokenActivations = false
     @Flag(help: "Replace the output folder if it holds an earlier export (export.json); anything else is refused.") var overwrite = false
+    @Option(help: "For a LoRA adapter checkpoint: its base model's folder, instead of the one adapter_config.json names (base_model_name_or_path).") var base: String?
 
     func validate() throws {
         guard ExportOptions.supportedOpsets.contains(opset) else {
@@ -30,6 +31,7 @@ struct ExportCommand: ParsableCommand {
         let started = Date()
         var options = ExportOptions(precision: precision, opset: opset, normalize: !noNormalize, overwrite: overwrite, textPrecision: textPrecision)
         options.perTokenActivations = perTokenActivations
+        options.base = base
         let result = try EncoderExport.export(checkpoint: checkpoint, to: folder, options: options)
         for (name, size) in result.files.sorted(by: { $0.key < $1.key }) {
             print(String(format: "%10.2f MB  %@/%@", Double(size) / 1e6, folder, name))

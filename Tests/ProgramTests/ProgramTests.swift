@@ -771,7 +771,11 @@ struct ProgramTests {
         let runFolder = "\(folder)/runs/\(name)"
         #expect(result.lines.contains { $0.hasPrefix("run \(name): 1 step (") && $0.hasSuffix("→ \(runFolder)") }, "\(result)")
         #expect(try savedStep("\(runFolder)/last") == 1)
-        #expect(exists("\(runFolder)/last/model.safetensors") && exists("\(runFolder)/last/config.json"))
+        if model["lora"] != nil {   // PEFT's adapter files, not the base's weights
+            #expect(exists("\(runFolder)/last/\(PeftAdapter.weightsFile)") && exists("\(runFolder)/last/\(PeftAdapter.configFile)"))
+        } else {
+            #expect(exists("\(runFolder)/last/model.safetensors") && exists("\(runFolder)/last/config.json"))
+        }
         #expect(try trainSteps(runFolder) == [1])
         if program == "distill" { #expect(exists("\(runFolder)/distill_report.json")) }
     }

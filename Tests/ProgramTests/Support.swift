@@ -17,7 +17,7 @@ struct ProgramError: Error, CustomStringConvertible, Sendable {
 
 enum Programs {
     /// The executables this target depends on (so `swift test` builds them).
-    static let names = ["train", "distill", "export", "eval", "wise-ft", "embed", "pack", "make-dataset"]
+    static let names = ["train", "distill", "export", "eval", "wise-ft", "embed", "merge", "pack", "make-dataset"]
 
     /// The folders where the built executables may be: SwiftPM puts them next to the test binary
     /// (Linux: `.build/<triple>/debug/ClipTunePackageTests.xctest` is an executable) or next to

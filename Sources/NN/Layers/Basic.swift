@@ -1,9 +1,21 @@
 import Torch
 
 /// `y = x Wᵀ + b`, weight [out, in]. Initialised as torch.nn.Linear.
+///
+/// With a LoRA adapter (`addAdapter`, LoRA.swift) it computes PEFT's
+/// `x Wᵀ + b + lora_B(lora_A(dropout(x))) · scaling`; the adapter's weights sit under
+/// `lora_A.weight` / `lora_B.weight`, PEFT's keys without the adapter name.
 public final class Linear: Module {
     public let weight: Tensor
     public let bias: Tensor?
+    /// The adapter's down- and up-projections ([r, in] and [out, r]); nil without an adapter.
+    public internal(set) var loraA: Linear?
+    public internal(set) var loraB: Linear?
+    /// Dropout on the adapter's input only (PEFT's `lora_dropout`).
+    public internal(set) var loraDropout: Dropout?
+    /// alpha / r, or alpha / √r with rsLoRA.
+    public internal(set) var loraScaling = 0.0
+    override public class var keyOverrides: [String: String] { ["loraA": "lora_A", "loraB": "lora_B", "loraDropout": "lora_dropout"] }
 
     public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, dtype: DType = .float32, generator: Generator? = nil) {
         weight = Tensor.empty([outFeatures, inFeatures], dtype: dtype)
@@ -19,10 +31,20 @@ public final class Linear: Module {
         weight.requiresGrad = true
     }
 
+    /// A layer over existing tensors (the adapter's zero-initialised B).
+    init(weight: Tensor, bias: Tensor?) {
+        self.weight = weight
+        self.bias = bias
+    }
+
     public var inFeatures: Int { weight.size(1) }
     public var outFeatures: Int { weight.size(0) }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { F.linear(x, weight: weight, bias: bias) }
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let y = F.linear(x, weight: weight, bias: bias)
+        guard let loraA, let loraB, let loraDropout else { return y }
+        return y + loraB(loraA(loraDropout(x))) * loraScaling   // PEFT's order of operations
+    }
 }
 
 /// A lookup table of `count` vectors of size `dimension`, initialised N(0, 1) as torch.

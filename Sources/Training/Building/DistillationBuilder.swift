@@ -46,7 +46,7 @@ extension RunBuilder {
         }
 
         if teacher.isTextOnly {
-            let (tower, tokenizer, tokenizerFolder) = try ModelBuilder.textTower(recipe.model.text)
+            let (tower, tokenizer, tokenizerFolder) = try ModelBuilder.textTower(recipe.model.text, adapted: recipe.model.lora != nil)
             guard let student = tower as? BertModel else {
                 throw TrainingError(message: "model.text: a text-only teacher distils into a BERT text tower; set model.text.type to \"bert\"")
             }
@@ -54,6 +54,10 @@ extension RunBuilder {
                 warnings.append("the student's embeddings (\(student.width)) are not in the teacher's space (\(teacher.embeddingDim)); the learned projection is used in training only, so the saved student's embeddings will not be comparable to the teacher's")
             }
             if section.studentInit == .teacherLayers { try initialiseFromTeacherLayers(student, teacher: teacher) }
+            let adapter = try recipe.model.lora.map { lora -> LoRAAdapterConfig in
+                guard let base = recipe.model.text.checkpoint else { throw TrainingError(message: "model.lora adapts a pretrained student: set model.text.checkpoint") }
+                return try LoRATraining.apply(lora, to: student, base: base, seed: recipe.seed)
+            }
             student.setGradientCheckpointing(recipe.model.gradientCheckpointing)
             if student.parameterCount > teacher.parameterCount {
                 warnings.append("the student (\(student.parameterCount) parameters) is larger than the teacher (\(teacher.parameterCount))")
@@ -65,12 +69,13 @@ extension RunBuilder {
                 throw TrainingError(message: "text-only distillation trains in one process; start it without torchrun or --nproc-per-node")
             }
             let data = try loaders(recipe, images: nil)
-            let setup = try assemble(recipe, objective: objective, data: data, resolved: resolved)
+            var setup = try assemble(recipe, objective: objective, data: data, resolved: resolved)
+            setup.adapt(with: adapter)
             return DistillationPlan(setup: setup, teacher: teacher, teacherValidation: data.validation, warnings: warnings)
         }
 
         let teacherPreprocessing = teacher.preprocessing!   // checked above
-        let (student, tokenizer, tokenizerFolder, preprocessing) = try ModelBuilder.dualEncoder(recipe)
+        let (student, tokenizer, tokenizerFolder, preprocessing, adapter) = try ModelBuilder.dualEncoder(recipe)
         if student.projectionDim != teacher.embeddingDim, weights.feature > 0, !section.featureProjection {
             throw TrainingError(message: "distill.feature_projection is false but the embeddings differ in size (student \(student.projectionDim), teacher \(teacher.embeddingDim)): set distill.feature_projection to true, or model.projection_dim to \(teacher.embeddingDim)")
         }
@@ -85,7 +90,8 @@ extension RunBuilder {
         let objective = DistillationObjective(student: contrastive, teacher: teacher, weights: weights, projections: projections, cache: try cache())
         let images = ImagePipeline(preprocessing: preprocessing, augmentation: recipe.data.augmentation)
         let data = try loaders(recipe, images: images, teacherView: teacherPreprocessing == preprocessing ? nil : teacherPreprocessing, group: group)
-        let setup = try assemble(recipe, objective: objective, data: data, resolved: resolved, group: group)
+        var setup = try assemble(recipe, objective: objective, data: data, resolved: resolved, group: group)
+        setup.adapt(with: adapter)
         var teacherValidation = data.validation
         if teacherPreprocessing != preprocessing, let val = recipe.data.val, let options = data.validation?.options {
             teacherValidation = DataLoader(source: try source(val), pipeline: ImagePipeline(preprocessing: teacherPreprocessing), options: options)

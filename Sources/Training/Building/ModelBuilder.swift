@@ -10,21 +10,29 @@ public enum ModelBuilder {
     /// open_clip's BPE merges, the tokenizer of a CLIP text tower built from sizes.
     public static var defaultCLIPMerges: String { RecipePathResolution.assetsFolder + "/bpe_simple_vocab_16e6.txt.gz" }
 
-    /// A dual encoder with its tokenizer, the folder its tokenizer files come from, and its
-    /// image preprocessing.
-    public static func dualEncoder(_ recipe: Recipe) throws -> (DualEncoder, TensorTokenizer, tokenizerFolder: String?, ImagePreprocessing) {
+    /// A dual encoder with its tokenizer, the folder its tokenizer files come from, its image
+    /// preprocessing, and with `model.lora` the adapter its checkpoints are saved as.
+    public static func dualEncoder(_ recipe: Recipe) throws -> (DualEncoder, TensorTokenizer, tokenizerFolder: String?, ImagePreprocessing,
+                                                                adapter: LoRAAdapterConfig?) {
         let section = recipe.model
         if let path = section.checkpoint {
-            let checkpoint = try Pretrained.load(path)
+            let checkpoint = try Pretrained.load(path)   // an adapter folder comes merged into its base
             guard case .dualEncoder(let model) = checkpoint.model else {
                 throw TrainingError(message: "model.checkpoint \(path) is a text-only model; give it as model.text.checkpoint with a vision tower")
+            }
+            if section.lora != nil, checkpoint.adapter != nil {
+                throw TrainingError(message: "model.checkpoint \(path) is a LoRA adapter folder, and model.lora needs a plain base model for its own adapter: merge it first (swift run merge --checkpoint \(path) --out DIR) and set model.checkpoint to DIR, or remove model.lora to train the merged model whole")
             }
             let preprocessing = checkpoint.preprocessing ?? ImagePreprocessing(size: recipe.data.imageSize ?? 224)
             try checkImageSize(recipe, tower: model.visionModel, preprocessing.size)
             lock(model.visionModel, unlockedLayers: section.lockVision.unlockedLayers)
             lock(model.textModel, unlockedLayers: section.lockText.unlockedLayers)
+            let adapter = try section.lora.map { try LoRATraining.apply($0, to: model, base: path, seed: recipe.seed) }
             model.setGradientCheckpointing(section.gradientCheckpointing)
-            return (model, try checkpoint.tokenizer(), path, preprocessing)
+            return (model, try checkpoint.tokenizer(), checkpoint.directory, preprocessing, adapter)
+        }
+        if section.lora != nil {
+            throw TrainingError(message: "model.lora adapts a whole pretrained dual encoder: set model.checkpoint (towers from separate checkpoints get new projections, so there is no one base model for the adapter to name)")
         }
         let vision: any ImageTower
         if let path = section.vision.checkpoint {
@@ -43,7 +51,7 @@ public enum ModelBuilder {
         model.setGradientCheckpointing(section.gradientCheckpointing)
         let size = recipe.data.imageSize ?? (vision as? CLIPVisionTransformer)?.config.imageSize ?? 224
         try checkImageSize(recipe, tower: vision, size)
-        return (model, tokenizer, tokenizerFolder, ImagePreprocessing(size: size))
+        return (model, tokenizer, tokenizerFolder, ImagePreprocessing(size: size), nil)
     }
 
     /// `data.image_size` must be the vision tower's (a different size fails inside its first
@@ -59,10 +67,19 @@ public enum ModelBuilder {
     }
 
     /// The text tower of `model.text`: from a checkpoint, or built from its sizes (CLIP or BERT),
-    /// with its tokenizer and the folder its tokenizer files come from.
-    static func textTower(_ tower: Recipe.TextTower) throws -> (any TextTower, TensorTokenizer, tokenizerFolder: String?) {
+    /// with its tokenizer and the folder its tokenizer files come from. `adapted`: the tower is
+    /// the base of a LoRA student, so it must be the checkpoint's whole model, as it is saved.
+    static func textTower(_ tower: Recipe.TextTower, adapted: Bool = false) throws -> (any TextTower, TensorTokenizer, tokenizerFolder: String?) {
         if let path = tower.checkpoint {
             let checkpoint = try Pretrained.load(path)
+            if adapted {
+                guard case .textEncoder(let bert, _) = checkpoint.model, checkpoint.adapter == nil else {
+                    throw TrainingError(message: "model.lora adapts model.text.checkpoint \(path) as the student's base, so it must be a plain text-only (BERT / sentence-transformers) folder" + (checkpoint.adapter != nil ? "; it is a LoRA adapter folder: merge it first (swift run merge)" : "; it is a dual encoder"))
+                }
+                if bert.pooling != tower.pooling {
+                    throw TrainingError(message: "model.text.pooling is \"\(tower.pooling.rawValue)\" but \(path) pools by \"\(bert.pooling.rawValue)\"; an adapter keeps its base's pooling, so set model.text.pooling to \"\(bert.pooling.rawValue)\"")
+                }
+            }
             let text: any TextTower
             switch checkpoint.model {
             case .textEncoder(let bert, _):
@@ -73,7 +90,7 @@ public enum ModelBuilder {
                 text = bert
             case .dualEncoder(let source): text = source.textModel
             }
-            return (text, try checkpoint.tokenizer(), path)
+            return (text, try checkpoint.tokenizer(), checkpoint.directory)
         }
         let sizes = tower.sizes
         switch tower.type {

@@ -36,7 +36,7 @@ public enum RunBuilder {
     /// `group`: the processes training together (data parallel), or nil for this one alone.
     public static func contrastive(_ recipe: Recipe, resolved: Data?, group: (any DataParallelGroup)? = nil) throws -> TrainingSetup {
         Torch.manualSeed(UInt64(recipe.seed))
-        let (model, tokenizer, tokenizerFolder, preprocessing) = try ModelBuilder.dualEncoder(recipe)
+        let (model, tokenizer, tokenizerFolder, preprocessing, adapter) = try ModelBuilder.dualEncoder(recipe)
         // The starting model's weights as loaded, before the loss adds or drops logit_bias: WiSE-FT's zero-shot end.
         let start = recipe.wiseFT != nil && recipe.model.checkpoint != nil ? WeightSignature(model) : nil
         let data = try loaders(recipe, images: ImagePipeline(preprocessing: preprocessing, augmentation: recipe.data.augmentation), group: group)
@@ -44,6 +44,7 @@ public enum RunBuilder {
         objective.group = group
         let caching = FrozenLayerCaching.configure(recipe, model)
         var setup = try assemble(recipe, objective: objective, data: data, resolved: resolved, group: group)
+        setup.adapt(with: adapter)
         setup.notes += caching
         setup.wiseFT = try wiseFTPlan(recipe, model: model, start: start, setup: setup)
         return setup
@@ -57,6 +58,8 @@ public enum RunBuilder {
                                      _ preprocessing: ImagePreprocessing) throws -> ContrastiveObjective {
         switch recipe.loss.type {
         case .clip: model.logitBias = nil
+        case .siglip where model.logitBias == nil && recipe.model.lora != nil:
+            throw TrainingError(message: "loss.type siglip needs a learned logit_bias, which the base model \(recipe.model.checkpoint ?? "") does not have and a LoRA adapter cannot add to it; train it whole first (without model.lora), or use loss.type clip")
         case .siglip: if model.logitBias == nil { model.logitBias = Tensor.full([], DualEncoder.sigLIPLogitBiasInit).requiringGrad() }
         }
         let objective = ContrastiveObjective(encoder: model, tokenizer: tokenizer, preprocessing: preprocessing, tokenizerFolder: tokenizerFolder)

@@ -28,7 +28,7 @@ public struct DistillationReport {
     public static func measure(_ plan: DistillationPlan, trainer: Trainer, teacherMetrics: [String: Double]) throws -> DistillationReport {
         let setup = plan.setup
         let kept = FileManager.default.fileExists(atPath: "\(trainer.bestFolder)/\(Checkpoint.stateFile)") ? trainer.bestFolder : trainer.lastFolder
-        _ = try Checkpoint.load(from: kept, into: setup.model, optimizer: nil)
+        _ = try Checkpoint.load(from: kept, into: setup.model, adapter: setup.adapter, optimizer: nil)
         let studentMetrics = try setup.validation.map { try setup.objective.evaluate($0) } ?? [:]
         setup.model.eval()
         let (teacherRates, studentRates) = try throughput(plan)

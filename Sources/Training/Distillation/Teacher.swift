@@ -74,16 +74,19 @@ public final class Teacher {
         }
     }
 
-    /// Identifies the teacher's weights (a cache made with other weights is not reused).
+    /// Identifies the teacher's weights (a cache made with other weights is not reused); a LoRA
+    /// adapter teacher's include its base's.
     public var fingerprint: String {
         let fm = FileManager.default
-        let files = ((try? fm.contentsOfDirectory(atPath: path)) ?? []).filter { $0.hasSuffix(".safetensors") && $0 != Checkpoint.optimizerFile }.sorted()
-        let parts = files.map { name -> String in
-            let attributes = try? fm.attributesOfItem(atPath: "\(path)/\(name)")
-            let size = (attributes?[.size] as? NSNumber)?.intValue ?? 0
-            let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-            return "\(name):\(size):\(Int(modified))"
+        func parts(_ folder: String) -> [String] {
+            let files = ((try? fm.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasSuffix(".safetensors") && $0 != Checkpoint.optimizerFile }.sorted()
+            return [URL(fileURLWithPath: folder).standardizedFileURL.path] + files.map { name -> String in
+                let attributes = try? fm.attributesOfItem(atPath: "\(folder)/\(name)")
+                let size = (attributes?[.size] as? NSNumber)?.intValue ?? 0
+                let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+                return "\(name):\(size):\(Int(modified))"
+            }
         }
-        return ([URL(fileURLWithPath: path).standardizedFileURL.path] + parts).joined(separator: "|")
+        return (parts(path) + (checkpoint.adapter.map { parts($0.base) } ?? [])).joined(separator: "|")
     }
 }

@@ -102,6 +102,8 @@ public final class ContrastiveObjective: TrainingObjective {
     }
 
     public func afterOptimizerStep() {
+        // A frozen temperature (LoRA without logit_scale in modules_to_save) stays the base's.
+        guard encoder.logitScale.requiresGrad else { return }
         withNoGrad { encoder.logitScale.clamp_(min: 0, max: logitScaleMax) }
     }
 

@@ -137,8 +137,31 @@ extension Recipe {
         /// Recompute each transformer layer's activations in backward instead of keeping them
         /// (both towers): much less activation memory for one more forward pass of what trains.
         public var gradientCheckpointing = false
+        /// LoRA adapters on the checkpoint's layers instead of training its weights; nil: none.
+        public var lora: LoRASection?
 
         public init() {}
+    }
+
+    /// `model.lora`: PEFT's LoRA. The base model is frozen; low-rank adapters on the target
+    /// layers and the `modulesToSave` train, and checkpoints hold PEFT's adapter files.
+    public struct LoRASection: Sendable, Equatable {
+        /// r, alpha, dropout and rsLoRA (PEFT's defaults: r 8, alpha 8, no dropout).
+        public var settings = LoRASettings()
+        /// Linear layers to adapt, by name: a layer whose path is a name or ends with `.name`.
+        public var targetModules = ["q_proj", "k_proj", "v_proj", "out_proj"]
+        /// Which towers get adapters; a tower without them is frozen whole and runs as in inference.
+        public var towers: LoRATowers = .both
+        /// Modules (or the bare `logit_scale` / `logit_bias`) trained whole beside the adapters.
+        public var modulesToSave: [String] = []
+
+        public init() {}
+    }
+
+    public enum LoRATowers: String, Sendable, CaseIterable {
+        case both
+        case vision
+        case text
     }
 
     /// `model.vision`: a ViT, from a checkpoint or built from its config (ViT-B/32 by default,

@@ -22,8 +22,8 @@ extension Recipe {
         the recipe's folder, or to the working directory for values given on the command line;
         `@assets/…` names the assets `Scripts/bootstrap` downloads (`@assets/all-MiniLM-L6-v2`,
         `@assets/bpe_simple_vocab_16e6.txt.gz`). Recipes in this folder are examples:
-        `clip-finetune.json` (the default job), `clip-vit-b32-finetune.json`, `distill.json`,
-        `distill-minilm-text.json`.
+        `clip-finetune.json` (the default job), `clip-vit-b32-finetune.json`, `clip-vit-b32-lora.json`
+        (LoRA adapters on the same checkpoint), `distill.json`, `distill-minilm-text.json`.
 
         """
         var seen = Set<String>()

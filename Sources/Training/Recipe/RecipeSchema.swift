@@ -101,6 +101,9 @@ extension Recipe: RecipeCoding {
             if loss.type == .siglip {
                 coder.report("loss.type", "distillation uses the CLIP contrastive loss; remove loss.type \"siglip\"")
             }
+            if distill.studentInit == .teacherLayers, model.lora != nil {
+                coder.report("distill.student_init", "\"teacher_layers\" changes the student's base weights, which model.lora keeps frozen as its adapter's base; use \"random\" (the pretrained student) with LoRA")
+            }
             if distill.studentInit == .teacherLayers, model.checkpoint != nil {
                 coder.report("distill.student_init", "\"teacher_layers\" builds the student from the teacher's layers; it cannot start from model.checkpoint too")
             }
@@ -139,7 +142,18 @@ extension Recipe.ModelSection: RecipeCoding {
         coder.section("lock_text", &lockText, help: "Which text-tower layers train.")
         coder.field("frozen_layer_cache_mb", &frozenLayerCacheMB, .atLeast(0), help: "Frozen-layer caching: when a tower's first layers are locked (lock_text, lock_vision) and its inputs are not augmented (text_augmentation; augmentation for images), their output is computed once per distinct caption or image and kept, up to this many megabytes per tower (exact: the same numbers as without). 0: off.")
         coder.field("gradient_checkpointing", &gradientCheckpointing, help: "Recompute each transformer layer's activations during backward instead of keeping them from the forward pass, in both towers (torch.utils.checkpoint per layer; dropout draws the same masks): far less activation memory for about one more forward pass of the trained layers. Locked layers are not recomputed.")
+        coder.section("lora", &lora, start: Recipe.LoRASection(),
+                      help: "LoRA (PEFT's): the pretrained model of `checkpoint` (for text-only distillation, `text.checkpoint`) is frozen; low-rank adapters on the target layers and the `modules_to_save` train. `best/` and `last/` hold PEFT's adapter_config.json and adapter_model.safetensors (not the base weights) beside the training state; eval, embed and export load them with their base, `merge` writes a plain checkpoint. Not with lock_vision / lock_text (choose `towers` instead); null: no adapters.")
         guard coder.isDecoding else { return }
+
+        if lora != nil {
+            for key in ["lock_vision", "lock_text"] where coder.has(key) {
+                coder.report(key, "not allowed together with model.lora, which freezes the whole base model; choose the adapted towers with model.lora.towers")
+            }
+            if checkpoint == nil, text.checkpoint == nil {
+                coder.report("lora", "adapts a pretrained model: set model.checkpoint (a whole dual encoder; its folder becomes the adapter's base_model_name_or_path)")
+            }
+        }
 
         if checkpoint != nil {
             for key in ["vision", "text"] where coder.has(key) {
@@ -153,6 +167,20 @@ extension Recipe.ModelSection: RecipeCoding {
         if checkpoint == nil, text.checkpoint == nil, lockText.unlockedLayers > text.sizes.numHiddenLayers {
             coder.report("lock_text.unlocked_layers", "must be ≤ text.num_hidden_layers (\(text.sizes.numHiddenLayers)), found \(lockText.unlockedLayers)")
         }
+    }
+}
+
+extension Recipe.LoRASection: RecipeCoding {
+    mutating func code(_ coder: inout RecipeCoder) {
+        let names = RecipeRule<[String]>(requirement: "must be a non-empty list of non-empty names") { !$0.isEmpty && !$0.contains(where: \.isEmpty) }
+        coder.field("r", &settings.rank, .atLeast(1), help: "Rank of each adapter: A is [r, in], B is [out, r].")
+        coder.field("alpha", &settings.alpha, .above(0), help: "The adapter's output is scaled by alpha / r (alpha / √r with `use_rslora`).")
+        coder.field("dropout", &settings.dropout, .within(0..<1), help: "Dropout on each adapter's input (PEFT's lora_dropout).")
+        coder.field("target_modules", &targetModules, names, help: "Linear layers to adapt: a layer whose path is a name or ends with `.name` (PEFT's rule). CLIP towers: q_proj, k_proj, v_proj, out_proj, fc1, fc2; BERT: query, key, value, dense; also visual_projection, text_projection. A name that matches no layer of the adapted towers is an error listing the names there are.")
+        coder.field("towers", &towers, help: "The towers that get adapters: both, vision or text. A tower without adapters is frozen whole and runs as in inference (no dropout), like a locked tower.")
+        coder.field("use_rslora", &settings.rsLoRA, help: "Rank-stabilised LoRA: scale by alpha / √r instead of alpha / r.")
+        coder.field("modules_to_save", &modulesToSave, RecipeRule(requirement: "must be a list of non-empty names") { !$0.contains(where: \.isEmpty) },
+                    help: "Modules trained whole beside the adapters and saved in adapter_model.safetensors (PEFT's modules_to_save), e.g. visual_projection, text_projection; also the bare parameters logit_scale and logit_bias (saved as base_model.model.logit_scale, which PeftModel.from_pretrained loads). A layer named here gets no adapter.")
     }
 }
 

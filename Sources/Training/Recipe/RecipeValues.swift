@@ -97,6 +97,7 @@ extension Bool: RecipeValue {
 
 extension String: RecipeValue {
     static var recipeExpectation: String { "a string" }
+    static var recipePlural: String { "strings" }
     static func recipeDecode(_ json: RecipeJSON) -> Result<String, RecipeMismatch> {
         if case .string(let s) = json { return .success(s) }
         return .failure(recipeMismatch)
@@ -166,6 +167,7 @@ extension Recipe.StudentInit: RecipeChoice {}
 extension Recipe.LossType: RecipeChoice {}
 extension Recipe.OptimizerType: RecipeChoice {}
 extension Recipe.ResumePolicy: RecipeChoice {}
+extension Recipe.LoRATowers: RecipeChoice {}
 
 /// Activations by their Hugging Face `hidden_act` names (`gelu_new` is `gelu_pytorch_tanh`).
 extension Activation: RecipeValue {
