@@ -80,6 +80,17 @@ struct LoRATrainingTests {
 
     /// best/ and last/ hold PEFT's files (no base weights) beside the training state; they load
     /// as a model that computes what the trained one does, and evaluates as the run did.
+    /// The recipe's wise_ft after a LoRA run mixes the base with best/ merged (an adapter folder,
+    /// not a config.json: once skipped as "no best/").
+    @Test func wiseFTRunsAfterALoRARun() throws {
+        let runs = temporaryFolder()
+        let recipe = try loraRecipe(runs, name: "mixed", steps: 4, extra: ["wise_ft={\"alphas\": [0, 0.5, 1]}"])
+        _ = try Trainer(try RunBuilder.contrastive(recipe, resolved: nil), resume: false).run()
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(runs)/mixed/wise_ft.json"))) as? [String: Any])
+        #expect(report["alphas"] as? [Double] == [0, 0.5, 1], "\(report.keys.sorted())")
+        #expect(FileManager.default.fileExists(atPath: "\(runs)/mixed/wise_ft.svg"))
+    }
+
     @Test func aLoRARunSavesPEFTFilesThatLoadAndEvaluate() throws {
         let runs = temporaryFolder()
         let setup = try RunBuilder.contrastive(try loraRecipe(runs, name: "files", steps: 8), resolved: nil)

@@ -23,7 +23,8 @@ extension WiSEFT {
     /// run folder, and says what it does through `message`. nil when the run kept no `best/`
     /// (no evaluation gave the watched metric a value).
     static func afterTraining(_ plan: WiSEFTPlan, runFolder: String, best: String, message: (String) -> Void) throws -> WiSEFTResult? {
-        guard FileManager.default.fileExists(atPath: "\(best)/\(Pretrained.configFile)") else {
+        // A full run's best/ has config.json; a LoRA run's, PEFT's adapter files (merged on load).
+        guard [Pretrained.configFile, PeftAdapter.configFile].contains(where: { FileManager.default.fileExists(atPath: "\(best)/\($0)") }) else {
             message("wise_ft: skipped: the run kept no best/ (no evaluation gave \(plan.settings.metric.name) a value)")
             return nil
         }
