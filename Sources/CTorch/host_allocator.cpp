@@ -17,7 +17,7 @@ struct CallbackAllocator final : c10::Allocator {
   c10::DataPtr allocate(size_t bytes) override {
     void *data = bytes == 0 ? nullptr : g_allocate(bytes);
     if (bytes != 0 && data == nullptr) {
-      TORCH_CHECK_WITH(OutOfMemoryError, false, "DefaultCPUAllocator: not enough memory: you tried to allocate ", bytes, " bytes.");
+      TORCH_CHECK_WITH(OutOfMemoryError, false, "the caching host allocator: can't allocate memory: you tried to allocate ", bytes, " bytes.");
     }
     return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
   }

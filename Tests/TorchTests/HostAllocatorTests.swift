@@ -85,6 +85,16 @@ struct HostAllocatorTests {
         }
     }
 
+    /// A block the system cannot map is libtorch's out-of-memory error, worded as the default's.
+    @Test func anImpossibleBlockIsOutOfMemory() async {
+        await #expect(processExitsWith: .success) {
+            try HostAllocator.use(.caching)
+            let error = #expect(throws: TorchError.self) { try withTorchErrors { _ = Tensor.empty([1 << 50]) } }
+            #expect(error?.isOutOfMemory == true && error?.message.contains("can't allocate memory") == true, "\(String(describing: error))")
+            #expect(Tensor.ones([1 << 20]).sum().item(Double.self) == Double(1 << 20))
+        }
+    }
+
     @Test func threadsAllocateAndFreeTogether() async {
         await #expect(processExitsWith: .success) {
             try HostAllocator.use(.caching)
