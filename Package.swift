@@ -33,6 +33,11 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // Monitoring only: the /metrics endpoint (HTTP on SwiftNIO, exposition by swift-prometheus
+        // over swift-metrics) and TensorBoard's protobuf records.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // The only C++ in the project: a pure C ABI over libtorch.
@@ -91,10 +96,21 @@ let package = Package(
             name: "pack",
             dependencies: ["Datasets", "NN", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // Watching a run: Prometheus /metrics while training, TensorBoard event files. Apart from
+        // Training so that its server and protobuf dependencies stay out of the core targets.
+        .target(
+            name: "Monitoring",
+            dependencies: ["Training", "Torch",
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio"),
+                           .product(name: "Prometheus", package: "swift-prometheus"),
+                           .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
         // What the `train` and `distill` commands share (options, how a run ends).
         .target(
             name: "RunCommands",
-            dependencies: ["Training", "Distributed", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Training", "Distributed", "Monitoring", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "train",
@@ -132,6 +148,7 @@ let package = Package(
         ),
         .target(name: "TestSupport", dependencies: ["Torch"]),
         .testTarget(name: "TorchTests", dependencies: ["Torch"]),
+        .testTarget(name: "MonitoringTests", dependencies: ["Monitoring", "Training", "TestSupport"], resources: [.copy("Fixtures")]),
         // Depends on dist-worker so that `swift test` builds it; the tests run it as the ranks.
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Torch", "dist-worker"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"], resources: [.copy("Fixtures")]),

@@ -22,6 +22,10 @@ public struct RunOptions: ParsableArguments {
     @Option(help: "fp32, bf16 or fp16 (precision; fp16 needs a GPU).") public var precision: String?
     @Option(help: "Seed of initialisation, shuffling and augmentation (seed).") public var seed: Int?
     @Option(help: "auto, cpu, cuda or cuda:N (device; auto: the first GPU when there is one).") public var device: String?
+    @Option(help: "Serve Prometheus metrics at http://127.0.0.1:N/metrics while training; 0: any free port (monitoring.prometheus_port).")
+    public var metricsPort: Int?
+    @Option(help: "The address the metrics endpoint listens on (monitoring.prometheus_host; default 127.0.0.1).") public var metricsHost: String?
+    @Flag(help: "Also write the metrics as TensorBoard scalars in the run folder (logging.tensorboard).") public var tensorboard = false
 
     public init() {}
 
@@ -41,6 +45,9 @@ public struct RunOptions: ParsableArguments {
         if let precision { result.append("precision=\(quoted(precision))") }
         if let seed { result.append("seed=\(seed)") }
         if let device { result.append("device=\(quoted(device))") }
+        if let metricsPort { result.append("monitoring.prometheus_port=\(metricsPort)") }
+        if let metricsHost { result.append("monitoring.prometheus_host=\(quoted(metricsHost))") }
+        if tensorboard { result.append("logging.tensorboard=true") }
         return result + overrides
     }
 

@@ -28,6 +28,11 @@ public final class Trainer {
 
     private let folder: RunFolder?
 
+    /// Watch the run (the Prometheus endpoint, TensorBoard); add them before `run()`.
+    public var observers: [any TrainingObserver] = []
+    /// The step this run continues from, or nil when it starts afresh.
+    public private(set) var resumedAt: Int?
+
     /// Starts a run, or continues the one in `runFolder/last` when `resume` is true (and fails
     /// when there is none); see `RunStart`.
     public convenience init(_ setup: TrainingSetup, resume: Bool) throws {
@@ -64,6 +69,7 @@ public final class Trainer {
             let saved = state.rngStates
             try state.restoreRandomState(Self.generators(of: setup.device).filter { saved[$0.key] != nil })
             if let saved = state.gradScaler { scaler?.state = saved }
+            resumedAt = state.globalStep
             metrics = isLeader ? try MetricsLog(path: "\(setup.runFolder)/metrics.jsonl", resumeAt: state.globalStep) : nil
             records = isLeader ? try MetricsLog.read("\(setup.runFolder)/metrics.jsonl") : []
         } else {
@@ -114,6 +120,7 @@ public final class Trainer {
             let epochStart = state.samplesSeenInEpoch
             let epoch = setup.train.epoch(state.epoch, startingAt: epochStart)
             var stepsThisEpoch = 0
+            var skippedReported = 0
             var micro: [Batch] = []
             while stop == nil {
                 let fetchStarted = Date()
@@ -124,6 +131,10 @@ public final class Trainer {
                     fetched = try epoch.next(stopWhen: setup.group == nil ? { interrupted.load(ordering: .relaxed) } : nil)
                 } catch is LoadingInterrupted {
                     return try finishInterrupted(lastEval)
+                }
+                if epoch.skippedCount > skippedReported {
+                    for observer in observers { observer.badSamplesSkipped(epoch.skippedCount - skippedReported) }
+                    skippedReported = epoch.skippedCount
                 }
                 // Across processes an epoch ends for all when it ends for one (skipped samples
                 // can end a shard early), and Ctrl-C on one stops all at the same step.
@@ -148,6 +159,7 @@ public final class Trainer {
                 if !total.isFinite {
                     nonFinite += 1
                     setup.optimizer.zeroGrad()
+                    for observer in observers { observer.nonFiniteStepSkipped(at: step) }
                     let cause = setup.objective.explainNonFinite(micro)
                     progress.message("warning: non-finite loss at step \(step) (\(nonFinite) in a row); step skipped" + (cause.map { ": \($0)" } ?? ""))
                     if nonFinite >= setup.maxNonFiniteSteps {
@@ -172,7 +184,9 @@ public final class Trainer {
                 }
                 state.globalStep += 1
                 state.samplesSeenInEpoch = batch.position
-                window.samples += micro.reduce(0) { $0 + $1.count }
+                let samples = micro.reduce(0) { $0 + $1.count }
+                window.samples += samples
+                for observer in observers { observer.stepFinished(step: state.globalStep, samples: samples) }
 
                 if state.globalStep % setup.logEverySteps == 0 || state.globalStep == setup.totalSteps {
                     Torch.synchronize(setup.device)
@@ -377,6 +391,9 @@ public final class Trainer {
         var values = values
         if let best = state.bestStep { values["best_step"] = Double(best) }
         let record = MetricsRecord(kind: kind, step: state.globalStep, epoch: epochProgress, values: values)
+        var best: BestMetric?
+        if let metric = setup.best, let value = state.bestMetric, let step = state.bestStep { best = BestMetric(name: metric.name, value: value, step: step) }
+        for observer in observers { try observer.recorded(record, best: best) }
         guard let metrics else { return }
         try metrics.append(record)
         records.append(record)

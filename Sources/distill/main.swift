@@ -18,10 +18,13 @@ struct Distill: ParsableCommand {
         if launch.launches { throw ExitCode(try Launcher.run(launch)) }
         let (recipe, resolved) = try options.load(defaultRecipe: "Recipes/distill.json")
         let group = try dataParallelGroup(recipe)
+        let monitoring = try startMonitoring(recipe, group: group)
+        defer { monitoring.close() }
         let plan = try RunBuilder.distillation(recipe, resolved: resolved, group: group)
         let setup = plan.setup, teacher = plan.teacher
         guard (group?.rank ?? 0) == 0 else {   // rank 0 alone prints, evaluates the teacher and reports
             let trainer = try Trainer(setup, start: options.start(recipe))
+            try attach(monitoring, to: trainer)
             try finish(try trainer.run(), trainer: trainer)
             return
         }
@@ -34,6 +37,7 @@ struct Distill: ParsableCommand {
         if plan.teacherValidation != nil, !teacher.isTextOnly { print("evaluating the teacher…") }
         let teacherMetrics = try DistillationReport.teacherMetrics(plan)
         let trainer = try Trainer(setup, start: options.start(recipe))
+        try attach(monitoring, to: trainer)
         try finish(try trainer.run(), trainer: trainer)
 
         let report = try DistillationReport.measure(plan, trainer: trainer, teacherMetrics: teacherMetrics)

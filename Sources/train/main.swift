@@ -22,10 +22,13 @@ struct Train: ParsableCommand {
         }
         let (recipe, resolved) = try options.load(defaultRecipe: "Recipes/clip-finetune.json")
         let group = try dataParallelGroup(recipe)
+        let monitoring = try startMonitoring(recipe, group: group)
+        defer { monitoring.close() }
         let setup = try RunBuilder.contrastive(recipe, resolved: resolved, group: group)
         let leader = (group?.rank ?? 0) == 0   // rank 0 alone prints (and writes) when processes train together
         if leader { printToStandardError(RunSummary.lines(recipe, setup)) }
         let trainer = try Trainer(setup, start: options.start(recipe))
+        try attach(monitoring, to: trainer)
         guard leader else {
             try finish(try trainer.run(), trainer: trainer)
             return

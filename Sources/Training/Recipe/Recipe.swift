@@ -66,6 +66,10 @@ public struct Recipe: Sendable, Equatable {
     public var distill: DistillSection?
     /// WiSE-FT at the end of training (the starting model interpolated with `best/`); nil: off.
     public var wiseFT: WiSEFTSection?
+    /// TensorBoard event files beside `metrics.jsonl`.
+    public var logging = LoggingSection()
+    /// The Prometheus endpoint.
+    public var monitoring = MonitoringSection()
 
     /// A recipe with every default; `epochs` or `maxSteps` must still be set for it to be valid.
     public init(name: String, train: Source, epochs: Int? = nil, maxSteps: Int? = nil) {

@@ -7,7 +7,7 @@ extension Recipe {
     /// changes the training itself, so resuming with it changed would no longer continue the same run.
     static let resumableKeys = ["name", "resume", "eval", "log_every_steps", "max_non_finite_steps", "checkpoint", "early_stopping",
                                 "data.threads", "data.val", "epochs", "max_steps", "device", "tf32", "deterministic",
-                                "wise_ft"]
+                                "wise_ft", "logging", "monitoring"]
 
     /// How the recipe a run is resumed with differs from the one it was started with (both the
     /// resolved JSON the run saves): changes that break exact continuation, and the rest.

@@ -40,6 +40,8 @@ extension Recipe: RecipeCoding {
         coder.field("epochs", &epochs, .atLeast(1), help: "Passes over the training data. Set this, `max_steps` or both (training stops at whichever comes first).")
         coder.field("max_steps", &maxSteps, .atLeast(1), help: "Optimizer steps to train for (see `epochs`).")
         coder.field("log_every_steps", &logEverySteps, .atLeast(1), help: "Steps between two lines of `metrics.jsonl` and the progress display.")
+        coder.section("logging", &logging, help: "What a run writes besides `metrics.jsonl` and `curves.svg`.")
+        coder.section("monitoring", &monitoring, help: "Watching a run live: a Prometheus endpoint (`swift run train --metrics-port 9400`).")
         coder.field("max_non_finite_steps", &maxNonFiniteSteps, .atLeast(0), help: "Steps with a NaN or infinite loss skipped in a row before the run stops; 0 stops at the first.")
         coder.field("resume", &resume, help: "\"latest\": continue from the run's `last/` (as `--resume`); null starts afresh.")
         coder.section("distill", &distill, start: DistillSection(teacher: ""),

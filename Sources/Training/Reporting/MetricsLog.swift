@@ -194,10 +194,11 @@ public final class MetricsLog: @unchecked Sendable {
     }
 }
 
-/// File helpers shared by the reporting types (kept here so Reporting depends on Foundation only).
-enum ReportFile {
+/// File helpers shared by the reporting types (kept here so Reporting depends on Foundation only)
+/// and by the TensorBoard writer.
+public enum ReportFile {
     /// Temporary sibling, fsync, rename, fsync the folder: a crash leaves the old file or the new one.
-    static func writeAtomically(_ data: Data, to path: String) throws {
+    public static func writeAtomically(_ data: Data, to path: String) throws {
         let url = URL(fileURLWithPath: path)
         let folder = url.deletingLastPathComponent().path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
@@ -235,7 +236,7 @@ enum ReportFile {
     }
 
     /// `write` until everything is out (it may write less than asked, or be interrupted).
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws {
+    public static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws {
         var offset = 0
         while offset < bytes.count {
             let written = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
