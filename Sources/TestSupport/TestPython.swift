@@ -47,7 +47,7 @@ public struct ScrapedSample: Sendable, Equatable {
 /// any malformed line; also returns the response's Content-Type.
 public func scrapeWithPrometheusClient(_ url: String) throws -> (samples: [ScrapedSample], contentType: String) {
     let script = """
-    import json, math, sys, urllib.request
+    import json, sys, urllib.request
     from prometheus_client.parser import text_string_to_metric_families
     with urllib.request.urlopen(sys.argv[1], timeout=10) as response:
         content_type = response.headers.get("Content-Type")
@@ -56,7 +56,7 @@ public func scrapeWithPrometheusClient(_ url: String) throws -> (samples: [Scrap
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             samples.append({"family": family.name, "type": family.type, "name": s.name, "labels": s.labels,
-                            "value": s.value if math.isfinite(s.value) else str(s.value)})
+                            "value": repr(float(s.value))})
     print(json.dumps({"content_type": content_type, "samples": samples}))
     """
     let output = try runTestPython(script, [url])
@@ -65,13 +65,41 @@ public func scrapeWithPrometheusClient(_ url: String) throws -> (samples: [Scrap
         throw TestPythonError(description: "unexpected output of the scrape: \(output.prefix(500))")
     }
     return (samples.map { sample in
-        let value: Double
-        switch sample["value"] {
-        case let number as NSNumber: value = number.doubleValue
-        case let text as String: value = Double(text.replacingOccurrences(of: "inf", with: "infinity")) ?? .nan
-        default: value = .nan
-        }
+        // Values travel as Python's repr: exact (JSON numbers may lose the last bit here) and
+        // spelling NaN and infinities, which Double(String) reads.
+        let value = (sample["value"] as? String).flatMap(Double.init) ?? .nan
         return ScrapedSample(family: sample["family"] as? String ?? "", type: sample["type"] as? String ?? "",
                              name: sample["name"] as? String ?? "", labels: sample["labels"] as? [String: String] ?? [:], value: value)
     }, object["content_type"] as? String ?? "")
+}
+
+/// One point of a TensorBoard scalar series.
+public struct TensorBoardPoint: Sendable, Equatable {
+    public let step: Int
+    public let wallTime: Double
+    public let value: Double
+}
+
+/// The scalar series of the events files in `folder`, read by tensorboard's EventAccumulator
+/// (what `tensorboard --logdir` loads them with), keeping every point.
+public func readWithTensorBoard(_ folder: String) throws -> [String: [TensorBoardPoint]] {
+    let script = """
+    import json, sys
+    from tensorboard.backend.event_processing import event_accumulator
+    accumulator = event_accumulator.EventAccumulator(sys.argv[1], size_guidance={event_accumulator.SCALARS: 0})
+    accumulator.Reload()
+    # Numbers as repr: exact, and NaN has no JSON spelling.
+    print(json.dumps({tag: [[e.step, repr(float(e.wall_time)), repr(float(e.value))] for e in accumulator.Scalars(tag)]
+                      for tag in accumulator.Tags()["scalars"]}))
+    """
+    let output = try runTestPython(script, [folder])
+    guard let object = try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: [[Any]]] else {
+        throw TestPythonError(description: "unexpected output of EventAccumulator: \(output.prefix(500))")
+    }
+    return object.mapValues { points in
+        points.map { point in
+            let number = { (index: Int) in (point[index] as? String).flatMap(Double.init) ?? .nan }
+            return TensorBoardPoint(step: (point[0] as? Int) ?? -1, wallTime: number(1), value: number(2))
+        }
+    }
 }

@@ -111,17 +111,7 @@ struct TensorBoardLogTests {
         let log = try TensorBoardLog(runFolder: folder, resumedAt: nil) { times.removeFirst() }
         for fixture in fixtures { try log.recorded(fixture.record, best: nil) }
         log.close()
-        let script = """
-        import json, sys
-        from tensorboard.backend.event_processing import event_accumulator
-        accumulator = event_accumulator.EventAccumulator(sys.argv[1], size_guidance={event_accumulator.SCALARS: 0})
-        accumulator.Reload()
-        # JSON has no NaN: null stands for it.
-        print(json.dumps({tag: [[e.step, e.wall_time, e.value if e.value == e.value else None] for e in accumulator.Scalars(tag)]
-                          for tag in accumulator.Tags()["scalars"]}))
-        """
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(try runTestPython(script, [folder]).utf8)) as? [String: [[Any]]])
-        let read = json.mapValues { $0.map { $0.map { ($0 as? NSNumber)?.doubleValue ?? .nan } } }
+        let read = try readWithTensorBoard(folder)
         var expected = 0
         for fixture in fixtures {
             var values = fixture.record.values
@@ -129,11 +119,10 @@ struct TensorBoardLogTests {
             for (key, value) in values {
                 expected += 1
                 let tag = "\(fixture.record.kind.rawValue)/\(key)"
-                let points = read[tag]?.filter { Int($0[0]) == fixture.record.step } ?? []
+                let points = read[tag]?.filter { $0.step == fixture.record.step } ?? []
                 try #require(points.count == 1, "\(tag) at step \(fixture.record.step): \(points)")
-                #expect(points[0][1] == fixture.wallTime)
-                // float32 values; compared as float32 (the JSON text in between may round the last bit of a double)
-                if value.isNaN { #expect(points[0][2].isNaN) } else { #expect(Float(points[0][2]) == Float(value), "\(tag)") }
+                #expect(points[0].wallTime == fixture.wallTime)
+                if value.isNaN { #expect(points[0].value.isNaN) } else { #expect(points[0].value == Double(Float(value)), "\(tag)") }
             }
         }
         #expect(read.values.reduce(0) { $0 + $1.count } == expected)
