@@ -386,3 +386,34 @@ func onnxOpsetImports(_ path: String) throws -> [String: Int] {
     }
     return result
 }
+
+/// A TCP socket on 127.0.0.1 at `port` (0: the kernel's choice), listening when `listen` is set;
+/// returns the descriptor (close it) and the port.
+func loopbackSocket(port: Int = 0, listen listening: Bool = false) -> (fd: Int32, port: Int) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = UInt16(port).bigEndian
+    let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    if bound != 0 { close(fd); return (-1, port) }
+    if listening { _ = listen(fd, 8) }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    return (fd, Int(UInt16(bigEndian: address.sin_port)))
+}
+
+/// A free TCP port on 127.0.0.1 (the kernel's choice).
+func freePort() -> Int {
+    let (fd, port) = loopbackSocket()
+    close(fd)
+    return port
+}
+
+/// Whether nothing holds `port` on 127.0.0.1.
+func portIsFree(_ port: Int) -> Bool {
+    guard port <= 65_535 else { return false }
+    let (fd, _) = loopbackSocket(port: port)
+    if fd >= 0 { close(fd) }
+    return fd >= 0
+}
