@@ -7,13 +7,14 @@ median. Both sides use the same thread count. Results: bench/results.json
 ({"comparisons": [{name, ours, theirs, unit, ratio, goal, note}]}), bench/RESULTS.md and the
 README's table between the bench markers.
 """
-import argparse, json, os, re, statistics, subprocess, sys, time
+import argparse, json, os, re, shutil, socket, statistics, subprocess, sys, tempfile, threading, time, urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / ".build" / "release" / "bench"
 DIST_WORKER = ROOT / ".build" / "release" / "dist-worker"
 EXPORT = ROOT / ".build" / "release" / "export"
+TRAIN = ROOT / ".build" / "release" / "train"
 OUT = ROOT / "bench"
 THREADS = "2"
 
@@ -72,6 +73,43 @@ def alternate(*commands, rounds):
     return results
 
 
+def scraped_training(interval):
+    """`train` on the default recipe for 60 steps, its /metrics scraped every `interval` seconds by
+    a client thread (None: no endpoint). Returns the median step time over the log windows after
+    the first two (warm-up), and each scrape's latency in ms."""
+    out = Path(tempfile.mkdtemp(prefix="bench-scrape-"))
+    cmd = [TRAIN, "--recipe", ROOT / "Recipes" / "clip-finetune.json", "--output-dir", out, "--set", "max_steps=60"]
+    latencies, stop = [], threading.Event()
+    if interval is not None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        cmd += ["--metrics-port", str(port)]
+
+        def scrape():
+            while not stop.wait(interval):
+                started = time.perf_counter()
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                        response.read()
+                    latencies.append((time.perf_counter() - started) * 1e3)
+                except OSError:
+                    pass   # not listening yet, or already closed
+        scraper = threading.Thread(target=scrape, daemon=True)
+        scraper.start()
+    try:
+        subprocess.run([str(c) for c in cmd], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    finally:
+        stop.set()
+    records = [json.loads(line) for line in (out / "clip-finetune" / "metrics.jsonl").read_text().splitlines()]
+    batch = 128
+    steps = [batch / r["samples_per_second"] for r in records if r["kind"] == "train"][2:]
+    shutil.rmtree(out, ignore_errors=True)
+    if interval is not None and not latencies:
+        sys.exit("bench: no scrape of /metrics succeeded during the run")
+    return {"median_s": statistics.median(steps), "scrape_ms": latencies}
+
+
 def med(results, key):
     return statistics.median(r[key] for r in results)
 
@@ -127,7 +165,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--python", required=True)
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--only", nargs="*", default=None, help="train, bf16, checkpointing, embed, onnx, tokenize, data, bridge, allreduce, ddp, wait")
+    p.add_argument("--only", nargs="*", default=None, help="train, bf16, checkpointing, embed, onnx, tokenize, data, bridge, allreduce, ddp, scrape, wait")
     a = p.parse_args()
     ref = [a.python, ROOT / "Benchmarks" / "model_reference.py"]
     want = lambda k: a.only is None or k in a.only
@@ -283,6 +321,23 @@ def main():
             report.add(f"DDP step vs PyTorch DDP ({preset})", o * 1e3, t * 1e3, "ms/step", o / t, "<=0.95", note)
             report.add(f"ours: 2 processes × 1 thread vs 1 process × 2 threads ({preset})", o * 1e3, s * 1e3,
                        "ms/step (2×1 vs 1×2)", o / s, "—", f"same global batch ({dp[0]['batch_per_rank'] * 2}); ratio < 1: 2×1 faster")
+
+    if want("scrape"):
+        # The training step while Prometheus scrapes /metrics: `train` on the default recipe (60
+        # steps) without an endpoint, with one scraped every second (Prometheus' usual interval is
+        # 15-60 s), and scraped 10 times a second. Ours against ours: there is no reference.
+        plain, every_second, ten_hertz = [], [], []
+        for r in range(a.rounds):
+            plain.append(scraped_training(None))
+            every_second.append(scraped_training(1.0))
+            ten_hertz.append(scraped_training(0.1))
+            print(f"  round {r + 1}/{a.rounds}", file=sys.stderr)
+        p, s, t = med(plain, "median_s"), med(every_second, "median_s"), med(ten_hertz, "median_s")
+        latency = statistics.median(x for r in every_second + ten_hertz for x in r["scrape_ms"])
+        report.add("train step while /metrics is scraped every second (default recipe)", s * 1e3, p * 1e3,
+                   "ms/step (scraped vs no endpoint)", s / p, "<=1.02",
+                   f"scraped 10×/s: {t * 1e3:.4g} ms ({t / p:.3f}); a scrape answers in {latency:.2f} ms (median, "
+                   f"{sum(len(r['scrape_ms']) for r in every_second + ten_hertz)} scrapes)")
 
     if want("wait"):
         metrics = ROOT / "Checkpoints" / "clip-finetune" / "metrics.jsonl"

@@ -98,6 +98,11 @@ private final class MetricsRequestHandler: ChannelInboundHandler {
         }
     }
 
+    /// A malformed request (or a header past the parser's limit) ends the connection.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent {
             context.close(promise: nil)
