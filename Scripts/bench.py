@@ -74,11 +74,11 @@ def alternate(*commands, rounds):
 
 
 def scraped_training(interval):
-    """`train` on the default recipe for 60 steps, its /metrics scraped every `interval` seconds by
+    """`train` on the default recipe for 40 steps, its /metrics scraped every `interval` seconds by
     a client thread (None: no endpoint). Returns the median step time over the log windows after
     the first two (warm-up), and each scrape's latency in ms."""
     out = Path(tempfile.mkdtemp(prefix="bench-scrape-"))
-    cmd = [TRAIN, "--recipe", ROOT / "Recipes" / "clip-finetune.json", "--output-dir", out, "--set", "max_steps=60"]
+    cmd = [TRAIN, "--recipe", ROOT / "Recipes" / "clip-finetune.json", "--output-dir", out, "--set", "max_steps=40"]
     latencies, stop = [], threading.Event()
     if interval is not None:
         with socket.socket() as probe:
@@ -323,15 +323,17 @@ def main():
                        "ms/step (2×1 vs 1×2)", o / s, "—", f"same global batch ({dp[0]['batch_per_rank'] * 2}); ratio < 1: 2×1 faster")
 
     if want("scrape"):
-        # The training step while Prometheus scrapes /metrics: `train` on the default recipe (60
+        # The training step while Prometheus scrapes /metrics: `train` on the default recipe (40
         # steps) without an endpoint, with one scraped every second (Prometheus' usual interval is
         # 15-60 s), and scraped 10 times a second. Ours against ours: there is no reference.
-        plain, every_second, ten_hertz = [], [], []
+        # The order rotates each round, so that drift on the machine does not favour one side.
+        runs = {None: [], 1.0: [], 0.1: []}
         for r in range(a.rounds):
-            plain.append(scraped_training(None))
-            every_second.append(scraped_training(1.0))
-            ten_hertz.append(scraped_training(0.1))
-            print(f"  round {r + 1}/{a.rounds}", file=sys.stderr)
+            order = list(runs)[r % 3:] + list(runs)[:r % 3]
+            for interval in order:
+                runs[interval].append(scraped_training(interval))
+            print(f"  round {r + 1}/{a.rounds}: " + ", ".join(f"{k}: {runs[k][-1]['median_s'] * 1e3:.0f} ms" for k in order), file=sys.stderr)
+        plain, every_second, ten_hertz = runs[None], runs[1.0], runs[0.1]
         p, s, t = med(plain, "median_s"), med(every_second, "median_s"), med(ten_hertz, "median_s")
         latency = statistics.median(x for r in every_second + ten_hertz for x in r["scrape_ms"])
         report.add("train step while /metrics is scraped every second (default recipe)", s * 1e3, p * 1e3,
