@@ -47,7 +47,7 @@ public final class TensorBoardLog: TrainingObserver {
                 throw TensorBoardLogError(path: file, reason: "cannot remove the previous run's events file: \(String(cString: strerror(errno)))")
             }
             let start = now()
-            path = "\(runFolder)/\(Self.filePrefix)\(String(format: "%010d", Int(start))).\(ProcessInfo.processInfo.hostName).\(getpid()).0"
+            path = "\(runFolder)/\(Self.filePrefix)\(String(format: "%010d", Int(start))).\(Self.hostName).\(getpid()).0"
             fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o644)
             guard fd >= 0 else { throw TensorBoardLogError(path: path, reason: "cannot create: \(String(cString: strerror(errno)))") }
             try append(Self.header(wallTime: start))
@@ -104,6 +104,15 @@ public final class TensorBoardLog: TrainingObserver {
     }
 
     // MARK: - Files
+
+    /// The machine's name as `gethostname` gives it (Foundation's `hostName` may ask DNS, which
+    /// can hang where there is no network); '/' could not be in a file name.
+    static var hostName: String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "localhost" }
+        let name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return name.isEmpty ? "localhost" : name.replacingOccurrences(of: "/", with: "_")
+    }
 
     /// The events files directly in `folder`, oldest first (their names start with the time).
     static func eventFiles(in folder: String) throws -> [String] {
