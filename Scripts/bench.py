@@ -78,7 +78,8 @@ def scraped_training(interval):
     a client thread (None: no endpoint). Returns the median step time over the log windows after
     the first two (warm-up), and each scrape's latency in ms."""
     out = Path(tempfile.mkdtemp(prefix="bench-scrape-"))
-    cmd = [TRAIN, "--recipe", ROOT / "Recipes" / "clip-finetune.json", "--output-dir", out, "--set", "max_steps=40"]
+    recipe = ROOT / "Recipes" / "clip-finetune.json"
+    cmd = [TRAIN, "--recipe", recipe, "--output-dir", out, "--set", "max_steps=40"]
     latencies, stop = [], threading.Event()
     if interval is not None:
         with socket.socket() as probe:
@@ -102,7 +103,7 @@ def scraped_training(interval):
     finally:
         stop.set()
     records = [json.loads(line) for line in (out / "clip-finetune" / "metrics.jsonl").read_text().splitlines()]
-    batch = 128
+    batch = json.loads(recipe.read_text())["data"]["batch_size"]
     steps = [batch / r["samples_per_second"] for r in records if r["kind"] == "train"][2:]
     shutil.rmtree(out, ignore_errors=True)
     if interval is not None and not latencies:

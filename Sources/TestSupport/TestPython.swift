@@ -17,7 +17,7 @@ public func runTestPython(_ script: String, _ arguments: [String] = []) throws -
     process.standardInput = FileHandle.nullDevice
     // Standard error into a file, so that neither stream can fill a pipe and block it.
     let errorFile = "\(temporaryFolder("python"))/stderr"
-    FileManager.default.createFile(atPath: errorFile, contents: nil)
+    _ = FileManager.default.createFile(atPath: errorFile, contents: nil)
     let errors = try FileHandle(forWritingTo: URL(fileURLWithPath: errorFile))
     defer { try? errors.close() }
     let output = Pipe()
@@ -40,6 +40,13 @@ public struct ScrapedSample: Sendable, Equatable {
     public let name: String
     public let labels: [String: String]
     public let value: Double
+}
+
+extension Array where Element == ScrapedSample {
+    /// The value of the first sample named `name` that carries `labels` (among others), or nil.
+    public func value(_ name: String, _ labels: [String: String] = [:]) -> Double? {
+        first { sample in sample.name == name && labels.allSatisfy { sample.labels[$0.key] == $0.value } }?.value
+    }
 }
 
 /// Scrapes `url` with Python's `urllib` and parses the page with `prometheus_client`'s

@@ -28,9 +28,6 @@ struct PrometheusEndpointTests {
         return metrics
     }
 
-    static func value(_ samples: [ScrapedSample], _ name: String, _ labels: [String: String] = [:]) -> Double? {
-        samples.first { sample in sample.name == name && labels.allSatisfy { sample.labels[$0.key] == $0.value } }?.value
-    }
 
     @Test func servesEverySeriesInTheTextFormat() throws {
         let metrics = Self.runningMetrics()
@@ -51,24 +48,24 @@ struct PrometheusEndpointTests {
         #expect(families == expected)
         // Every series names its run (escaped quotes and backslashes come back intact) and rank.
         #expect(samples.allSatisfy { $0.labels["run"] == "clip \"quoted\"\\run" && $0.labels["rank"] == "1" })
-        #expect(Self.value(samples, "cliptune_step") == 2)
-        #expect(Self.value(samples, "cliptune_samples_total") == 32)
-        #expect(Self.value(samples, "cliptune_bad_samples_skipped_total") == 3)
-        #expect(Self.value(samples, "cliptune_nonfinite_steps_skipped_total") == 1)
-        #expect(Self.value(samples, "cliptune_learning_rate") == 1e-4)
-        #expect(Self.value(samples, "cliptune_data_wait_ratio") == 0.125)
-        #expect(Self.value(samples, "cliptune_loss", ["term": "loss"]) == 1.25)
-        #expect(Self.value(samples, "cliptune_loss", ["term": "distill_loss"]) == 0.5)
-        #expect(Self.value(samples, "cliptune_loss", ["term": "loss_scale"]) == nil)
-        #expect(Self.value(samples, "cliptune_train_value", ["name": "loss_scale"]) == 65536)
-        #expect(Self.value(samples, "cliptune_train_value", ["name": "grad_norm"])?.isNaN == true)
-        #expect(Self.value(samples, "cliptune_train_value", ["name": "peak_host_memory_gib"]) == nil)
-        #expect(Self.value(samples, "cliptune_eval_metric", ["metric": "image_to_text_R@1"]) == 0.5)
-        #expect(Self.value(samples, "cliptune_eval_metric", ["metric": "best_step"]) == nil)
-        #expect(Self.value(samples, "cliptune_best_metric", ["metric": "image_to_text_R@1"]) == 0.5)
-        #expect(Self.value(samples, "cliptune_best_step") == 2)
-        #expect((Self.value(samples, "cliptune_resident_memory_bytes") ?? 0) > 1_000_000)
-        #expect((Self.value(samples, "cliptune_peak_resident_memory_bytes") ?? 0) >= (Self.value(samples, "cliptune_resident_memory_bytes") ?? .infinity) * 0.5)
+        #expect(samples.value("cliptune_step") == 2)
+        #expect(samples.value("cliptune_samples_total") == 32)
+        #expect(samples.value("cliptune_bad_samples_skipped_total") == 3)
+        #expect(samples.value("cliptune_nonfinite_steps_skipped_total") == 1)
+        #expect(samples.value("cliptune_learning_rate") == 1e-4)
+        #expect(samples.value("cliptune_data_wait_ratio") == 0.125)
+        #expect(samples.value("cliptune_loss", ["term": "loss"]) == 1.25)
+        #expect(samples.value("cliptune_loss", ["term": "distill_loss"]) == 0.5)
+        #expect(samples.value("cliptune_loss", ["term": "loss_scale"]) == nil)
+        #expect(samples.value("cliptune_train_value", ["name": "loss_scale"]) == 65536)
+        #expect(samples.value("cliptune_train_value", ["name": "grad_norm"])?.isNaN == true)
+        #expect(samples.value("cliptune_train_value", ["name": "peak_host_memory_gib"]) == nil)
+        #expect(samples.value("cliptune_eval_metric", ["metric": "image_to_text_R@1"]) == 0.5)
+        #expect(samples.value("cliptune_eval_metric", ["metric": "best_step"]) == nil)
+        #expect(samples.value("cliptune_best_metric", ["metric": "image_to_text_R@1"]) == 0.5)
+        #expect(samples.value("cliptune_best_step") == 2)
+        #expect((samples.value("cliptune_resident_memory_bytes") ?? 0) > 1_000_000)
+        #expect((samples.value("cliptune_peak_resident_memory_bytes") ?? 0) >= (samples.value("cliptune_resident_memory_bytes") ?? .infinity) * 0.5)
     }
 
     @Test func countersGrowBetweenScrapes() throws {
@@ -79,9 +76,9 @@ struct PrometheusEndpointTests {
         metrics.stepFinished(step: 3, samples: 16)
         metrics.badSamplesSkipped(1)
         let after = try scrapeWithPrometheusClient(server.url).samples
-        #expect(Self.value(before, "cliptune_samples_total") == 32 && Self.value(after, "cliptune_samples_total") == 48)
-        #expect(Self.value(after, "cliptune_bad_samples_skipped_total") == 4)
-        #expect(Self.value(after, "cliptune_step") == 3)
+        #expect(before.value("cliptune_samples_total") == 32 && after.value("cliptune_samples_total") == 48)
+        #expect(after.value("cliptune_bad_samples_skipped_total") == 4)
+        #expect(after.value("cliptune_step") == 3)
     }
 
     @Test func aPortInUseIsAClearErrorAtStart() throws {

@@ -8,9 +8,6 @@ import TestSupport
 /// and TensorBoard's reader sees exactly what `metrics.jsonl` holds, across a crash and resumes.
 @Suite("Watching a run", .serialized)
 struct MonitoringTrainingTests {
-    static func value(_ samples: [ScrapedSample], _ name: String, _ labels: [String: String] = [:]) -> Double? {
-        samples.first { sample in sample.name == name && labels.allSatisfy { sample.labels[$0.key] == $0.value } }?.value
-    }
 
     @Test func prometheusScrapesDuringARun() throws {
         let runs = temporaryFolder()
@@ -40,24 +37,24 @@ struct MonitoringTrainingTests {
         func latest(_ kind: MetricsRecord.Kind, atOrBefore step: Int) -> MetricsRecord? { records.last { $0.kind == kind && $0.step <= step } }
         for (step, samples) in scrapes.sorted(by: { $0.key < $1.key }) {
             #expect(samples.allSatisfy { $0.labels["run"] == "watched" && $0.labels["rank"] == "0" })
-            #expect(Self.value(samples, "cliptune_step") == Double(step))
-            #expect(Self.value(samples, "cliptune_samples_total") == Double(16 * step), "counter at step \(step)")
+            #expect(samples.value("cliptune_step") == Double(step))
+            #expect(samples.value("cliptune_samples_total") == Double(16 * step), "counter at step \(step)")
             let train = try #require(latest(.train, atOrBefore: step))
-            #expect(Self.value(samples, "cliptune_loss", ["term": "contrastive_loss"]) == train.values["contrastive_loss"])
-            #expect(Self.value(samples, "cliptune_learning_rate") == train.values["lr"])
-            #expect(Self.value(samples, "cliptune_samples_per_second") == train.values["samples_per_second"])
-            #expect(Self.value(samples, "cliptune_data_wait_ratio") == train.values["data_wait_fraction"])
+            #expect(samples.value("cliptune_loss", ["term": "contrastive_loss"]) == train.values["contrastive_loss"])
+            #expect(samples.value("cliptune_learning_rate") == train.values["lr"])
+            #expect(samples.value("cliptune_samples_per_second") == train.values["samples_per_second"])
+            #expect(samples.value("cliptune_data_wait_ratio") == train.values["data_wait_fraction"])
             if let eval = latest(.eval, atOrBefore: step) {
                 for metric in ["image_to_text_R@1", "text_to_image_R@1", "zeroshot_top1", "clip_val_loss"] {
-                    #expect(Self.value(samples, "cliptune_eval_metric", ["metric": metric]) == eval.values[metric], "\(metric) at step \(step)")
+                    #expect(samples.value("cliptune_eval_metric", ["metric": metric]) == eval.values[metric], "\(metric) at step \(step)")
                 }
-                #expect(Self.value(samples, "cliptune_eval_step") == Double(eval.step))
-                #expect(Self.value(samples, "cliptune_best_step") == eval.values["best_step"])
+                #expect(samples.value("cliptune_eval_step") == Double(eval.step))
+                #expect(samples.value("cliptune_best_step") == eval.values["best_step"])
             } else {
-                #expect(Self.value(samples, "cliptune_eval_metric") == nil)
+                #expect(samples.value("cliptune_eval_metric") == nil)
             }
         }
-        #expect(Self.value(scrapes[8]!, "cliptune_best_metric", ["metric": "clip_val_loss"]) == trainer.state.bestMetric)
+        #expect(scrapes[8]!.value("cliptune_best_metric", ["metric": "clip_val_loss"]) == trainer.state.bestMetric)
     }
 
     /// A run killed after logging steps 5-8 but before its step-6 checkpoint (its last/ is at

@@ -1,7 +1,7 @@
 import Foundation
-import Torch
 
-/// The process's memory, as Prometheus' own client libraries report it.
+/// The process's resident memory now, as Prometheus' own client libraries report it (the peak
+/// is `Torch.hostPeakResidentBytes`).
 enum ResidentMemory {
     /// Resident set size now, in bytes: the second field of /proc/self/statm, in pages (nil
     /// where there is no procfs).
@@ -11,7 +11,4 @@ enum ResidentMemory {
         guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
         return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
     }
-
-    /// The most the process has ever had resident, in bytes.
-    static var peakBytes: Int { Torch.hostPeakResidentBytes }
 }

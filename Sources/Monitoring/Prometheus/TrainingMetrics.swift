@@ -1,6 +1,7 @@
 import Foundation
 import Prometheus
 import Synchronization
+import Torch
 import Training
 
 /// A run's state as Prometheus metrics, kept current by the training loop (it is a
@@ -105,7 +106,7 @@ public final class TrainingMetrics: TrainingObserver, Sendable {
     /// The text format (0.0.4) of every series, with the memory read now.
     public func exposition() -> [UInt8] {
         if let bytes = ResidentMemory.currentBytes { residentMemory.set(to: Double(bytes)) }
-        peakResidentMemory.set(to: Double(ResidentMemory.peakBytes))
+        peakResidentMemory.set(to: Double(Torch.hostPeakResidentBytes))
         var buffer: [UInt8] = []
         buffer.reserveCapacity(8192)
         registry.emit(into: &buffer)

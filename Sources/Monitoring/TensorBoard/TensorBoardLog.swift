@@ -123,15 +123,15 @@ public final class TensorBoardLog: TrainingObserver {
 
     /// The events of a file, up to a torn or damaged record (and why reading stopped there).
     static func read(_ path: String) throws -> (events: [Tensorboard_Event], problem: String?) {
-        let (records, _, problem) = try readRecords(path)
+        let (records, _, problem) = TFRecord.records(in: try contents(path))
         return (try records.map { try decode($0, path: path) }, problem)
     }
 
-    private static func readRecords(_ path: String) throws -> (records: [[UInt8]], validLength: Int, problem: String?) {
+    private static func contents(_ path: String) throws -> [UInt8] {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw TensorBoardLogError(path: path, reason: "cannot read: \(String(cString: strerror(errno)))")
         }
-        return TFRecord.records(in: Array(data))
+        return Array(data)
     }
 
     private static func decode(_ record: [UInt8], path: String) throws -> Tensorboard_Event {
@@ -145,14 +145,14 @@ public final class TensorBoardLog: TrainingObserver {
     /// Rewrites `path` (atomically) without the summaries after `step` and without a torn tail;
     /// leaves it alone when there is nothing to drop.
     private static func dropEvents(after step: Int, in path: String) throws {
-        let (records, validLength, _) = try readRecords(path)
-        let fileSize = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? validLength
+        let bytes = try contents(path)
+        let (records, validLength, _) = TFRecord.records(in: bytes)
         let kept = try records.filter { record in
             let event = try decode(record, path: path)
             guard case .summary = event.what else { return true }   // the header
             return event.step <= Int64(step)
         }
-        guard kept.count < records.count || validLength < fileSize else { return }
+        guard kept.count < records.count || validLength < bytes.count else { return }
         do {
             try ReportFile.writeAtomically(Data(kept.flatMap(TFRecord.frame)), to: path)
         } catch let error as MetricsLogError {
